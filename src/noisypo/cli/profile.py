@@ -1,0 +1,23 @@
+"""``python -m noisypo profile``: print the active run profile and its sizes."""
+
+from __future__ import annotations
+
+import argparse
+
+from noisypo import profiles
+
+NAME = "profile"
+HELP = "Print the active run profile, the device, and the sizes of one chapter or of all."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("chapter", nargs="?", help="chapter name in profiles.toml (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    print(profiles.describe())
+    names = [args.chapter] if args.chapter else profiles.chapters()
+    for name in names:
+        table = profiles.sizes(name)
+        print(f"[{name}] " + ", ".join(f"{key}={value}" for key, value in table.items()))
+    return 0
