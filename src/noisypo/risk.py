@@ -355,7 +355,8 @@ def projection_expectation(
     density = density / np.sum(density)  # (n,)
 
     result = np.empty_like(c)
-    block = max(1, _CHUNK * 16 // t_nodes.size)
+    # Cosines per block, so that the (block, n_theta, n_t) values stay near 32 MB.
+    block = max(1, (1 << 22) // (theta.size * t_nodes.size))
     for start in range(0, c.size, block):
         cos_a = c[start : start + block, None, None]  # (m, 1, 1)
         sin_a = np.sqrt(np.maximum(0.0, 1.0 - cos_a**2))
