@@ -53,10 +53,18 @@ notebooks: $(STAMP)
 check-notebooks: $(STAMP)
 	$(PY) tools/sync_notebooks.py --check
 
-# Under CI (CI=true) or with FRESH=1 every chapter executes from scratch;
-# otherwise the execution cache re-runs only chapters whose code changed.
+# Under CI (CI=true), with FRESH=1, or when the run profile differs from the
+# last build's, every chapter executes from scratch; otherwise the execution
+# cache re-runs only chapters whose code changed (the cache key is the code,
+# not the profile, hence the profile check).
 book: $(STAMP) notebooks
-	@if [ -n "$$CI" ] || [ -n "$(FRESH)" ]; then echo "fresh build: clearing the execution cache and doctrees"; rm -rf $(BOOK_DIR)/_build/.jupyter_cache $(BOOK_DIR)/_build/.doctrees $(BOOK_DIR)/_build/html; fi
+	@profile=$$($(PY) -m noisypo profile --name-only) || exit 1; \
+	previous=$$(cat $(BOOK_DIR)/_build/.profile 2>/dev/null); \
+	if [ -n "$$CI" ] || [ -n "$(FRESH)" ] || [ "$$previous" != "$$profile" ]; then \
+		echo "fresh build with profile $$profile: clearing the execution cache and doctrees"; \
+		rm -rf $(BOOK_DIR)/_build/.jupyter_cache $(BOOK_DIR)/_build/.doctrees $(BOOK_DIR)/_build/html; \
+	fi; \
+	mkdir -p $(BOOK_DIR)/_build && echo "$$profile" > $(BOOK_DIR)/_build/.profile
 	$(JB) build $(BOOK_DIR) $(JB_FLAGS)
 
 # Build without exercise solutions, for handing out to students.

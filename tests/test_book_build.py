@@ -64,9 +64,9 @@ def write_chapter(root: Path, name: str, text: str) -> None:
     (root / "notebooks" / f"{name}.ipynb").write_text(sync_notebooks.render_twin(source))
 
 
-def build(book: Path, ci: bool = False) -> subprocess.CompletedProcess:
+def build(book: Path, ci: bool = False, profile: str = "ci") -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "CI"}
-    env["NOISYPO_PROFILE"] = "ci"
+    env["NOISYPO_PROFILE"] = profile
     if ci:
         env["CI"] = "true"
     return subprocess.run(
@@ -110,6 +110,10 @@ def test_prose_edit_uses_execution_cache(tmp_path):
     # Under CI every chapter executes again from scratch.
     assert build(book, ci=True).returncode == 0
     assert log.read_text().count("run") == 2
+
+    # The cache key is the code, not the profile: a new profile re-executes.
+    assert build(book, profile="cpu").returncode == 0
+    assert log.read_text().count("run") == 3
 
 
 def test_colab_link_points_at_twin(tmp_path):

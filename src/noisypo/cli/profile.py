@@ -12,9 +12,15 @@ HELP = "Print the active run profile, the device, and the sizes of one chapter o
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("chapter", nargs="?", help="chapter name in profiles.toml (default: all)")
+    parser.add_argument(
+        "--name-only", action="store_true", help="print only the profile name (ci, cpu or gpu)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.name_only:
+        print(profiles.current_profile().name)
+        return 0
     print(profiles.describe())
     names = [args.chapter] if args.chapter else profiles.chapters()
     for name in names:
