@@ -69,7 +69,7 @@ book: $(STAMP) notebooks
 
 # Build without exercise solutions, for handing out to students.
 student: $(STAMP) notebooks
-	$(PY) tools/student_config.py _config_student.yml
+	$(PY) tools/config_variant.py --hide-solutions _config_student.yml
 	$(JB) build . $(JB_FLAGS) --config _config_student.yml --path-output _build/student
 
 chapter: $(STAMP)

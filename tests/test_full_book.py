@@ -1,47 +1,21 @@
-"""The whole book builds strictly with the ci profile, every chapter executed."""
+"""The whole book builds strictly with the ci profile, every chapter executed.
+
+The build itself is the session fixture ``built_book`` in conftest.py.
+"""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import sync_notebooks  # noqa: E402
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc["parts"]:
-        files += [entry["file"] for entry in part["chapters"]]
-    return files
-
-
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory) -> Path:
-    book = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml", "references.bib"):
-        shutil.copy(ROOT / name, book / name)
-    for folder in ("book", "notebooks", "_ext"):
-        shutil.copytree(ROOT / folder, book / folder)
-    env = dict(os.environ, NOISYPO_PROFILE="ci", CI="true")
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), "book", f"BOOK_DIR={book}"],
-        env=env, capture_output=True, text=True, timeout=1800,
-    )
-    log = result.stdout + result.stderr
-    warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running" not in line]
-    assert result.returncode == 0, "\n".join(warnings[-30:]) or log[-3000:]
-    return book / "_build" / "html"
+from conftest import toc_files  # noqa: E402
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def repository() -> tuple[str, str]:
 def package_spec() -> str:
     """Return the pip requirement that installs the package from the repository."""
     url, branch = repository()
-    return f"noisypo[llm] @ git+{url}.git@{branch}"
+    return f"noisypo[colab] @ git+{url}.git@{branch}"
 
 
 def is_notebook_source(path: Path) -> bool:
