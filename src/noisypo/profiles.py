@@ -115,7 +115,7 @@ def default_device() -> str:
 
 
 def describe() -> str:
-    """Return one line naming the profile, the device and the package version."""
+    """Return three lines naming the profile, the device and the versions."""
     import torch
 
     from noisypo import __version__
@@ -126,7 +126,8 @@ def describe() -> str:
     else:
         device = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
     return (
-        f"profile {choice.name} ({choice.reason}); device {device}; "
+        f"profile {choice.name} ({choice.reason})\n"
+        f"device  {device}\n"
         f"noisypo {__version__}, torch {torch.__version__}, Python {platform.python_version()}"
     )
 
@@ -139,5 +140,6 @@ def announce(chapter: str) -> Mapping[str, Any]:
     """
     table = sizes(chapter)
     print(describe())
-    print("sizes: " + ", ".join(f"{key}={value}" for key, value in table.items()))
+    if table:
+        print("sizes   " + ", ".join(f"{key}={value}" for key, value in table.items()))
     return table
