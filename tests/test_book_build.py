@@ -19,6 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
+import config_variant  # noqa: E402
 import sync_notebooks  # noqa: E402
 
 HEADER = """---
@@ -131,3 +132,37 @@ def test_missing_twin_fails_build(tmp_path):
     result = build(book)
     assert result.returncode != 0
     assert "has no notebook twin" in result.stdout + result.stderr
+
+
+EXERCISE = """
+```{exercise}
+:label: ex-square
+
+Compute $2^2$.
+```
+
+```{solution} ex-square
+:class: dropdown
+
+The answer is SOLUTION-MARKER.
+```
+"""
+
+
+def test_student_build_hides_solutions(tmp_path):
+    book = make_book(tmp_path / "course", {"page": chapter("Page", "1 + 1", EXERCISE)})
+    assert build(book).returncode == 0
+    assert "SOLUTION-MARKER" in (book / "_build" / "html" / "book" / "page.html").read_text()
+
+    config = config_variant.variant(hide_solutions=True)
+    (book / "_config_student.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("jupyter-book")), "build", str(book), "-W", "-n",
+         "--keep-going", "--config", str(book / "_config_student.yml"),
+         "--path-output", str(book / "_build" / "student")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    student = (book / "_build" / "student" / "_build" / "html" / "book" / "page.html").read_text()
+    assert "Compute" in student
+    assert "SOLUTION-MARKER" not in student
