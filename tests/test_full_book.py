@@ -50,3 +50,12 @@ def test_colab_links_open_committed_twins(built_book):
         assert links == {expected}, f"{file}: {links}"
         twin = ROOT / "notebooks" / f"{source.stem}.ipynb"
         assert twin.read_text() == sync_notebooks.render_twin(source)
+
+
+@pytest.mark.slow
+def test_persona_pages_carry_attribution(built_book):
+    for file in toc_files():
+        source = (ROOT / f"{file}.md").read_text()
+        if "persona_embeddings" in source or "load_behaviour" in source or "experiments.persona" in source:
+            html = (built_book / f"{file}.html").read_text()
+            assert "CC BY 4.0" in html, f"{file} uses the persona data without its attribution"
