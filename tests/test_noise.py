@@ -295,9 +295,15 @@ def _two_class_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([x_plus, x_minus]), labels
 
 
-def test_fit_linear_reward_separates_classes():
+@pytest.fixture(scope="module")
+def fitted() -> tuple[np.ndarray, np.ndarray, noise.LinearReward]:
+    """Two vMF classes of 300 samples each and the reward model fitted to them."""
     x, labels = _two_class_data(300, seed=30)
-    model = noise.fit_linear_reward(x, labels)
+    return x, labels, noise.fit_linear_reward(x, labels)
+
+
+def test_fit_linear_reward_separates_classes(fitted):
+    x, labels, model = fitted
     accuracy = float(np.mean(np.sign(model(x).numpy()) == labels))
     assert model.losses[-1] < model.losses[0]
     assert accuracy > 0.9
@@ -311,9 +317,9 @@ def test_fit_linear_reward_is_deterministic():
 
 
 @pytest.mark.parametrize("epsilon", [0.1, 0.2, 0.3, 0.4])
-def test_omega_for_flip_rate_reaches_tolerance(epsilon):
-    x, labels = _two_class_data(300, seed=32)
-    rewards = noise.fit_linear_reward(x, labels)(x)
+def test_omega_for_flip_rate_reaches_tolerance(epsilon, fitted):
+    x, labels, model = fitted
+    rewards = model(x)
     omega = noise.omega_for_flip_rate(rewards, labels, epsilon, tol=1e-3)
     achieved = noise.mean_flip_probability(rewards, labels, omega)
     assert abs(achieved - epsilon) <= 1e-3
@@ -360,3 +366,40 @@ def test_omega_search_on_persona_embeddings(persona_dir):
         omega = noise.omega_for_flip_rate(rewards, labels, epsilon, tol=1e-3)
         achieved = noise.mean_flip_probability(rewards, labels, omega)
         assert abs(achieved - epsilon) <= 1e-3
+
+
+# --------------------------------------------------------------------------
+# The book's Lemma C.1: an upper bound on epsilon(omega)
+# --------------------------------------------------------------------------
+
+C1_SETTINGS = [(16, 20.0, math.pi / 3), (8, 4.0, math.pi / 2), (64, 128.0, math.pi / 3), (3, 1.0, 2.5)]
+
+
+@pytest.mark.parametrize("d, kappa, phi", C1_SETTINGS)
+def test_noise_rate_at_two_is_half_bhattacharyya(d, kappa, phi):
+    exact = noise.uncertain_noise_rate(2.0, d, kappa, phi)
+    closed_form = 0.5 * noise.bhattacharyya_coefficient(d, kappa, phi)
+    assert math.isclose(exact, closed_form, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("d, kappa, phi", C1_SETTINGS)
+def test_noise_rate_bound_above_exact(d, kappa, phi):
+    omegas = np.geomspace(0.05, 50.0, 13)
+    exact = noise.uncertain_noise_rate(omegas, d, kappa, phi)
+    bound = noise.uncertain_noise_rate_bound(omegas, d, kappa, phi)
+    assert bool(np.all(bound >= exact * (1 - 1e-9)))
+    assert bool(np.all(bound <= 0.5))
+
+
+def test_noise_rate_bound_above_monte_carlo(plus_projections):
+    omega = 4.0
+    slope = 2 * KAPPA * math.sin(PHI / 2) / omega
+    values = expit(-slope * plus_projections)
+    upper = values.mean() - 4.5 * values.std() / math.sqrt(values.size)
+    assert noise.uncertain_noise_rate_bound(omega, D, KAPPA, PHI) >= upper
+
+
+def test_noise_rate_bound_is_flat_below_two():
+    bound = noise.uncertain_noise_rate_bound([0.1, 1.0, 2.0], D, KAPPA, PHI)
+    half_coefficient = 0.5 * noise.bhattacharyya_coefficient(D, KAPPA, PHI)
+    assert np.allclose(bound, half_coefficient, rtol=1e-12, atol=0)

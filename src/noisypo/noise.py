@@ -62,6 +62,7 @@ _LATTICE = 1 << LATTICE_BITS
 __all__ = [
     "LATTICE_BITS",
     "LinearReward",
+    "bhattacharyya_coefficient",
     "fit_linear_reward",
     "flip_mask",
     "mean_flip_probability",
@@ -456,14 +457,36 @@ def omega_for_noise_rate(
     return math.exp(log_omega)
 
 
+def bhattacharyya_coefficient(d: int, kappa: float, phi: float) -> float:
+    """Return ``integral sqrt(p_+ p_-) = C_d(kappa) / C_d(kappa cos(phi/2))`` for two vMF classes.
+
+    ``sqrt(p_+ p_-)`` is ``C_d(kappa) exp(kappa (mu_+ + mu_-) . x / 2)`` and
+    ``|mu_+ + mu_-| / 2 = cos(phi / 2)``, so the integral is a ratio of
+    normalizing constants. Half of it equals the uncertain-label noise rate
+    at ``omega = 2`` exactly (see :func:`uncertain_noise_rate_bound`).
+    """
+    from noisypo import vmf
+
+    d, kappa, phi = _check_vmf_setting(d, kappa, phi)
+    log_ratio = vmf.log_normalizer(d, kappa) - vmf.log_normalizer(d, kappa * math.cos(phi / 2.0))
+    return float(np.exp(log_ratio))
+
+
 def uncertain_noise_rate_bound(omega, d: int, kappa: float, phi: float):
     """Return the book's upper bound on the uncertain-label noise rate ``epsilon(omega)``.
 
-    For every ``theta`` in [0, 1] and every real ``y``,
-    ``sigmoid(-y) <= h(theta) exp(-theta y)`` with
-    ``h(theta) = theta**theta (1 - theta)**(1 - theta)``. Taking the
-    expectation with the vMF moment generating function
-    ``E[exp(t . x)] = C_d(kappa) / C_d(|kappa mu + t|)`` gives
+    Two facts give the bound (the book's Lemma C.1):
+
+    1. ``epsilon(2) = BC / 2`` exactly, with ``BC`` the Bhattacharyya
+       coefficient (:func:`bhattacharyya_coefficient`), because
+       ``sigmoid(-r*/2) = sqrt(p_-) / (sqrt(p_+) + sqrt(p_-))`` and the two
+       classes contribute equally. As ``epsilon(omega)`` increases with
+       ``omega``, ``epsilon(omega) <= BC / 2`` for every ``omega <= 2``.
+    2. For ``theta`` in [0, 1] and every real ``y``,
+       ``sigmoid(-y) <= h(theta) exp(-theta y)`` with
+       ``h(theta) = theta**theta (1 - theta)**(1 - theta)``. The vMF moment
+       generating function ``E[exp(t . x)] = C_d(kappa) / C_d(|kappa mu + t|)``
+       then gives, for every ``omega``,
 
     .. math::
 
@@ -472,9 +495,9 @@ def uncertain_noise_rate_bound(omega, d: int, kappa: float, phi: float):
         \\rho_\\theta^2 = 1 - \\frac{4\\theta c^2}{\\omega}\\Bigl(1 - \\frac{\\theta}{\\omega}\\Bigr),
         \\quad c = \\sin(\\phi/2).
 
-    For ``omega <= 2`` the choice ``theta = omega / 2`` gives
-    ``rho = cos(phi / 2)``. The minimum over ``theta`` is taken numerically
-    and the result is capped at 1/2, the noise rate of a fair coin.
+    The function returns the smallest of ``BC / 2`` (when ``omega <= 2``),
+    the Chernoff bound of fact 2 (minimum over ``theta`` by bounded Brent
+    search) and 1/2, the noise rate of a fair coin.
 
     Returns
     -------
@@ -487,8 +510,9 @@ def uncertain_noise_rate_bound(omega, d: int, kappa: float, phi: float):
     d, kappa, phi = _check_vmf_setting(d, kappa, phi)
     c2 = math.sin(phi / 2.0) ** 2
     log_c_kappa = float(np.asarray(vmf.log_normalizer(d, kappa)))
+    half_coefficient = 0.5 * bhattacharyya_coefficient(d, kappa, phi)
 
-    def log_bound(theta: float, value: float) -> float:
+    def log_chernoff(theta: float, value: float) -> float:
         rho2 = 1.0 - 4.0 * theta * c2 / value * (1.0 - theta / value)
         log_h = special.xlogy(theta, theta) + special.xlogy(1.0 - theta, 1.0 - theta)
         kappa_rho = kappa * math.sqrt(max(rho2, 0.0))
@@ -500,11 +524,13 @@ def uncertain_noise_rate_bound(omega, d: int, kappa: float, phi: float):
             bounds[k] = 0.5
             continue
         result = optimize.minimize_scalar(
-            log_bound, bounds=(0.0, 1.0), args=(value,), method="bounded",
+            log_chernoff, bounds=(0.0, 1.0), args=(value,), method="bounded",
             options={"xatol": 1e-10},
         )
-        candidates = [result.fun, log_bound(min(value / 2.0, 1.0), value)]
-        bounds[k] = min(0.5, math.exp(min(candidates)))
+        candidates = [0.5, math.exp(result.fun)]
+        if value <= 2.0:
+            candidates.append(half_coefficient)
+        bounds[k] = min(candidates)
     return float(bounds[0]) if scalar else bounds
 
 
