@@ -215,6 +215,19 @@ def test_beta_tensor_per_problem():
         assert torch.equal(batched[i], single), i
 
 
+@pytest.mark.parametrize("chunk", [1, 37, 600])
+def test_chunked_kernel_equals_one_chunk(monkeypatch, chunk):
+    x, _ = make_problem(n=12, d=5, seed=17)
+    _, s = make_problem(batch=(4, 3), n=12, d=5, seed=18)
+    betas = torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64)
+    whole = dynamics.gradient_descent(x, s, ["ipo", "slic"], beta=betas, lr=0.2, steps=12).delta
+    whole_margins = dynamics.margins(whole, x, s, betas)
+    monkeypatch.setattr(dynamics, "_CHUNK_ELEMENTS", chunk)
+    chunked = dynamics.gradient_descent(x, s, ["ipo", "slic"], beta=betas, lr=0.2, steps=12).delta
+    assert torch.equal(chunked, whole)
+    assert torch.equal(dynamics.margins(whole, x, s, betas), whole_margins)
+
+
 def test_trajectory_records_steps():
     x, s = make_problem(batch=(2,), n=10, d=3, seed=16)
     delta0 = torch.full((3,), 0.25, dtype=torch.float64)
@@ -256,6 +269,16 @@ def test_gradient_descent_shape_mismatch():
     x, s = make_problem(n=10, d=3)
     with pytest.raises(ValueError, match="shape mismatch"):
         dynamics.gradient_descent(x, s[:-1], "dpo", beta=0.1, lr=0.1, steps=1)
+
+
+def test_batch_shapes_that_do_not_broadcast_raise():
+    x, s = make_problem(batch=(3,), n=10, d=3)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        dynamics.gradient_descent(x, s[:2], "dpo", beta=0.1, lr=0.1, steps=1)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        dynamics.margins(torch.zeros(2, 3, dtype=torch.float64), x, s, 0.1)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        dynamics.gradient_descent(x, s, "dpo", beta=torch.tensor([0.1, 0.2]), lr=0.1, steps=1)
 
 
 def test_gradient_descent_nonfinite_input():

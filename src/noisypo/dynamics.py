@@ -119,6 +119,14 @@ def _check_shapes(x: Tensor, s: Tensor, delta: Tensor | None = None) -> None:
         )
 
 
+def _batch_shape(**shapes: tuple[int, ...]) -> torch.Size:
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        listed = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(f"shape mismatch: the batch dimensions do not broadcast ({listed})") from None
+
+
 # --- The model and the margin ----------------------------------------------
 
 
@@ -202,17 +210,58 @@ def margins(delta: Tensor, x: Tensor, s: Tensor, beta: float | Tensor) -> Tensor
     _check_finite("delta", delta)
     _check_labels(s)
     beta_t = _check_beta_tensor(beta, x)
+    _batch_shape(delta=delta.shape[:-1], x=x.shape[:-2], s=s.shape[:-1], beta=beta_t.shape)
     return _margins(delta.to(x.dtype), x, s.to(x.dtype), beta_t)
 
 
 def _margins(delta: Tensor, x: Tensor, s: Tensor, beta: Tensor) -> Tensor:
-    # No validation: private kernel. delta (..., d), x (..., N, d), s (..., N).
+    # No validation: private kernel. delta (..., d), x (..., N, d), s (..., N),
+    # beta () or (...); returns (..., N) with the leading dimensions broadcast.
+    return _chunked(_margin_kernel, (delta, x, s, beta), (1, 2, 1, 0), (x.shape[-2],), x.shape[-2] * x.shape[-1])
+
+
+def _margin_kernel(delta: Tensor, x: Tensor, s: Tensor, beta: Tensor) -> Tensor:
     # A product and a sum, not a matmul: BLAS picks its summation order by
     # matrix shape, and this keeps a batched run bit-identical to one problem.
     projection = (x * delta.unsqueeze(-2)).sum(dim=-1)  # (..., N)
-    if beta.ndim > 0:
-        beta = beta.unsqueeze(-1)
-    return beta * s * projection
+    return beta.unsqueeze(-1) * s * projection
+
+
+# Elements of the (chunk, N, d) product that one kernel call forms: about
+# 4 MB in float32, so the temporaries stay in cache.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunked(kernel, operands, core_ndims, out_core_shape, work_per_problem):
+    """Apply ``kernel`` to chunks of the broadcast batch and assemble the result.
+
+    Each operand has ``core_ndims[k]`` trailing core dimensions; the leading
+    ones broadcast to a common batch shape. The chunks are views, so the
+    broadcast inputs are never copied, and because every problem is computed
+    by the same elementwise code, the result does not depend on the chunking.
+    """
+    batch = torch.broadcast_shapes(*(op.shape[: op.ndim - k] for op, k in zip(operands, core_ndims)))
+    expanded = [op.expand(batch + op.shape[op.ndim - k :]) for op, k in zip(operands, core_ndims)]
+    reference = operands[1]
+    out = torch.empty(batch + tuple(out_core_shape), dtype=reference.dtype, device=reference.device)
+    _fill_chunks(kernel, expanded, out, len(batch), work_per_problem)
+    return out
+
+
+def _fill_chunks(kernel, operands, out, batch_ndim, work_per_problem):
+    problems = math.prod(out.shape[:batch_ndim])
+    if batch_ndim == 0 or problems * work_per_problem <= _CHUNK_ELEMENTS:
+        out.copy_(kernel(*operands))
+        return
+    per_slice = problems // out.shape[0]  # problems in one index of the first batch dimension
+    if per_slice * work_per_problem > _CHUNK_ELEMENTS:
+        for index in range(out.shape[0]):
+            _fill_chunks(kernel, [op[index] for op in operands], out[index], batch_ndim - 1, work_per_problem)
+        return
+    size = max(1, _CHUNK_ELEMENTS // (per_slice * work_per_problem))
+    for start in range(0, out.shape[0], size):
+        part = slice(start, start + size)
+        out[part].copy_(kernel(*[op[part] for op in operands]))
 
 
 def gpo_objective(delta: Tensor, x: Tensor, s: Tensor, loss: str | GPOLoss, beta: float | Tensor) -> Tensor:
@@ -233,21 +282,23 @@ def row_gradient(delta: Tensor, x: Tensor, s: Tensor, loss: str | GPOLoss, beta:
     _check_finite("delta", delta)
     _check_labels(s)
     beta_t = _check_beta_tensor(beta, x)
+    _batch_shape(delta=delta.shape[:-1], x=x.shape[:-2], s=s.shape[:-1], beta=beta_t.shape)
     return _row_gradient(delta.to(x.dtype), x, s.to(x.dtype), beta_t, (spec,))
 
 
 def _row_gradient(delta: Tensor, x: Tensor, s: Tensor, beta: Tensor, specs: tuple[GPOLoss, ...]) -> Tensor:
     # No validation: private kernel. With one loss, delta (..., d); with L
-    # losses, delta (L, ..., d) and x, s broadcast against it.
-    r = _margins(delta, x, s, beta)  # (..., N) or (L, ..., N)
-    if len(specs) == 1:
-        slope = specs[0].f_prime(r)
-    else:
-        slope = torch.stack([spec.f_prime(r[index]) for index, spec in enumerate(specs)])
-    weights = slope * s  # f'(r_i) s_i
-    scale = beta if beta.ndim == 0 else beta.unsqueeze(-1)
-    total = (weights.unsqueeze(-1) * x).sum(dim=-2)  # sum_i f'(r_i) s_i x_i, (..., d)
-    return scale * total / x.shape[-2]
+    # losses, delta (L, ..., d) and x, s, beta broadcast against delta[l].
+    if len(specs) > 1:
+        return torch.stack([_row_gradient(delta[index], x, s, beta, (spec,)) for index, spec in enumerate(specs)])
+    spec = specs[0]
+
+    def kernel(delta_: Tensor, x_: Tensor, s_: Tensor, beta_: Tensor) -> Tensor:
+        weights = spec.f_prime(_margin_kernel(delta_, x_, s_, beta_)) * s_  # f'(r_i) s_i, (..., N)
+        total = (weights.unsqueeze(-1) * x_).sum(dim=-2)  # sum_i f'(r_i) s_i x_i, (..., d)
+        return beta_.unsqueeze(-1) * total / x_.shape[-2]
+
+    return _chunked(kernel, (delta, x, s, beta), (1, 2, 1, 0), (x.shape[-1],), x.shape[-2] * x.shape[-1])
 
 
 # --- Gradient descent --------------------------------------------------------
@@ -337,11 +388,12 @@ def gradient_descent(
     Notes
     -----
     The dot products are formed as products and sums rather than a matmul,
-    so each step holds a temporary of shape (..., N, d). With IPO and SLiC
-    (plain arithmetic) a batched run is bit-identical to running each
-    problem alone. DPO's ``f'`` uses ``torch.sigmoid``, whose CPU kernel
-    may round a value differently (by one ulp) depending on where it sits
-    in memory, so batched and single DPO runs agree only to rounding.
+    over chunks of about 2**20 elements of the (..., N, d) product. So the
+    memory of a step stays small and no broadcast input is copied. With IPO
+    and SLiC (plain arithmetic) a batched run is bit-identical to running
+    each problem alone. DPO's ``f'`` uses ``torch.sigmoid``, whose CPU
+    kernel can round a value differently in the last bit depending on where
+    it sits in memory, so batched and single DPO runs agree only to rounding.
 
     Raises
     ------
@@ -374,7 +426,7 @@ def gradient_descent(
             raise ValueError("loss sequence is empty: give at least one loss")
         several = True
 
-    batch_shape = torch.broadcast_shapes(x.shape[:-2], s.shape[:-1], beta_t.shape)
+    batch_shape = _batch_shape(x=x.shape[:-2], s=s.shape[:-1], beta=beta_t.shape)
     shape = (len(specs),) * several + batch_shape + (x.shape[-1],)
     if delta0 is None:
         delta = torch.zeros(shape, dtype=x.dtype, device=x.device)
