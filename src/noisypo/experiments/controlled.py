@@ -330,7 +330,41 @@ def _omega(epsilon: float, d: int, kappa: float, phi: float) -> float:
         return 0.0
     if epsilon == 0.5:
         return math.inf
-    return noise.omega_for_noise_rate(epsilon, d, kappa, phi)
+    key = f"d={d} kappa={kappa!r} phi={phi!r} epsilon={epsilon!r}"
+    table = _omega_table()
+    if key not in table:
+        # Each root costs a few dozen quadratures (about a second on a
+        # laptop CPU), so solved values are kept on disk across runs.
+        table[key] = noise.omega_for_noise_rate(epsilon, d, kappa, phi)
+        _save_omega_table(table)
+    return table[key]
+
+
+def _omega_path():
+    from noisypo.paths import cache_dir
+
+    return cache_dir("controlled") / "omega_for_noise_rate.json"
+
+
+@lru_cache(maxsize=1)
+def _omega_table() -> dict[str, float]:
+    import json
+
+    path = _omega_path()
+    try:
+        return {key: float(value) for key, value in json.loads(path.read_text("utf-8")).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_omega_table(table: dict[str, float]) -> None:
+    import json
+    import os
+
+    path = _omega_path()
+    temporary = path.with_suffix(f".{os.getpid()}.part")
+    temporary.write_text(json.dumps(table, indent=0, sort_keys=True), "utf-8")
+    os.replace(temporary, path)
 
 
 def draw_datasets(config: ControlledConfig, kappa: float) -> TrialData:
