@@ -216,6 +216,15 @@ def get_loss(name: str | GPOLoss) -> GPOLoss:
     ------
     ValueError
         If ``name`` is not a registered loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> dpo = get_loss("DPO")
+    >>> dpo.f_prime_at_zero, dpo.curvature_bound
+    (-0.5, 0.25)
+    >>> dpo.f(torch.tensor([0.0]))
+    tensor([0.6931])
     """
     if isinstance(name, GPOLoss):
         return name
@@ -267,6 +276,11 @@ def trl_equivalent(loss: str | GPOLoss, beta: float) -> TRLEquivalent:
     ValueError
         If ``beta`` is not a finite positive number or the loss has no TRL
         counterpart.
+
+    Examples
+    --------
+    >>> trl_equivalent("ipo", 0.2)
+    TRLEquivalent(loss_type='ipo', trl_beta=0.1, scale=0.04000000000000001)
     """
     spec = get_loss(loss)
     beta = _check_beta(beta)
