@@ -371,3 +371,22 @@ def test_solve_margin_ode_rejects_batched_input():
     x, s = make_problem(batch=(2,), n=6, d=3)
     with pytest.raises(ValueError, match=r"\(N, d\)"):
         dynamics.solve_margin_ode(x, s, "dpo", beta=0.5, t_eval=[1.0])
+
+
+def test_second_moments_match_definition():
+    x, s = make_problem(n=9, d=4, seed=27)
+    second, mean = dynamics.second_moments(x, s)
+    x_np, s_np = x.numpy(), s.numpy()
+    np.testing.assert_allclose(second, sum(np.outer(row, row) for row in x_np) / 9, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(mean, (s_np[:, None] * x_np).mean(axis=0), rtol=1e-13, atol=1e-15)
+
+
+def test_integer_embeddings_raise():
+    x = torch.ones(5, 3, dtype=torch.int64)
+    with pytest.raises(TypeError, match="floating-point"):
+        dynamics.gradient_descent(x, torch.ones(5), "dpo", beta=0.1, lr=0.1, steps=1)
+
+
+def test_log_policy_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        dynamics.log_policy(torch.zeros(4, 3), torch.zeros(5, 2))
