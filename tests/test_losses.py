@@ -65,6 +65,16 @@ def test_gpoloss_params_are_read_only():
         loss.params["epsilon"] = 0.2
 
 
+def test_gpoloss_is_hashable():
+    custom = GPOLoss(
+        name="scaled", f=torch.relu, f_prime=torch.sign, sympy_f=Z, f_prime_at_zero=0.0,
+        curvature_bound=None, params={"epsilon": 0.1},
+    )
+    table = {get_loss("dpo"): 1, custom: 2}
+    assert table[get_loss("dpo")] == 1
+    assert table[custom] == 2
+
+
 # --- torch functions against their SymPy twins and autograd ------------------
 
 

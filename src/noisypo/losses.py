@@ -112,7 +112,9 @@ class GPOLoss:
     f_prime_at_zero: float
     curvature_bound: float | None
     trl_loss_type: str | None = None
-    params: Mapping[str, float] = field(default_factory=dict)
+    # Left out of the hash because a read-only mapping is unhashable, so
+    # losses can still be dict keys; equality still compares it.
+    params: Mapping[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
