@@ -9,7 +9,7 @@ same runs with the plain loop of :mod:`noisypo.experiments.reference` (one
 ``nn.Linear`` policy, autograd and ``torch.optim.SGD`` per run). A "run" is
 one data set, noise rate and loss: 10 gradient steps and a test accuracy on
 2,000 points. The engine's time includes drawing the data and the exact
-risk integral; the loop's time covers training and testing only, on data
+risk integral. The loop's time covers training and testing only, on data
 drawn beforehand, so the ratio understates the engine's advantage.
 
 Part 2 (``--all``) times every grid of the paper-scale profile: the kappa
@@ -49,31 +49,35 @@ def main() -> None:
     config = config.replace(epsilons=epsilon_grid(sizes["epsilon_step"], 0.5))
     runs = len(config.kappas) * len(config.epsilons) * len(config.losses) * config.trials
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
-          f"load average {os.getloadavg()[0]:.1f}; engine device {args.device}")
+          f"load average {os.getloadavg()[0]:.1f} (other processes share the CPU when it exceeds the cores); "
+          f"engine device {args.device}")
     print(f"grid: d={config.d}, n={config.ns[0]}, {len(config.kappas)} kappas x {len(config.epsilons)} "
           f"epsilons x {len(config.losses)} losses x {config.trials} trials = {runs} runs, "
           f"{config.test_samples} test points each")
 
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     results = run_controlled(config, progress=False)
     engine_seconds = time.perf_counter() - started
+    engine_cpu = time.process_time() - started_cpu
     exact_free = run_controlled(config.replace(exact=False), progress=False).seconds
 
     kappa = config.kappas[len(config.kappas) // 2]
     loop_config = config.replace(device="cpu")
     item = draw_datasets(loop_config, kappa)
     loop_runs = args.loop_trials * len(config.epsilons) * len(config.losses)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     reference_runs(loop_config, item, config.ns[0], range(args.loop_trials))
     loop_seconds = time.perf_counter() - started
+    loop_cpu = time.process_time() - started_cpu
 
     engine_per_run = engine_seconds / runs
     loop_per_run = loop_seconds / loop_runs
     print(f"engine: {engine_seconds:8.2f} s for {runs} runs = {1e3 * engine_per_run:8.3f} ms per run "
-          f"(without the exact risk: {exact_free:.2f} s)")
+          f"(CPU time {engine_cpu:.2f} s; without the exact risk: {exact_free:.2f} s)")
     print(f"loop:   {loop_seconds:8.2f} s for {loop_runs} runs = {1e3 * loop_per_run:8.3f} ms per run "
-          f"(kappa={kappa:g}, {args.loop_trials} trials)")
-    print(f"speed-up of the engine per run: {loop_per_run / engine_per_run:.1f}x "
+          f"(CPU time {loop_cpu:.2f} s; kappa={kappa:g}, {args.loop_trials} trials)")
+    print(f"speed-up of the engine per run: {loop_per_run / engine_per_run:.1f}x wall clock, "
+          f"{(loop_cpu / loop_runs) / (engine_cpu / runs):.1f}x CPU time "
           f"(loop estimate for the whole grid: {loop_per_run * runs / 60:.1f} min)")
     mean_gap = (results.trials.accuracy_sampled - results.trials.accuracy_exact).mean()
     print(f"mean sampled - exact accuracy over the grid: {mean_gap:+.5f}")

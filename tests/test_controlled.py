@@ -84,11 +84,11 @@ def test_trial_table_rows_match_reference(tiny_data):
     config = TINY.replace(exact=False)
     table = run_controlled(config, progress=False).trials
     n, item = config.ns[0], tiny_data[1]
-    _, reference_accuracy = reference_runs(config, item, n)
+    _, reference_accuracy = reference_runs(config, item, n, [0, 2])
     for loss_index, loss in enumerate(config.losses):
         for rate_index, epsilon in enumerate(config.epsilons):
             rows = table[(table.n == n) & (table.kappa == item.kappa) & (table.loss == loss) & (table.epsilon == epsilon)]
-            rows = rows.sort_values("trial")
+            rows = rows[rows.trial.isin([0, 2])].sort_values("trial")
             np.testing.assert_array_equal(rows.accuracy_sampled.to_numpy(), reference_accuracy[loss_index, :, rate_index])
 
 

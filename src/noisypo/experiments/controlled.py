@@ -28,10 +28,10 @@ twice: on ``test_samples`` fresh points, half per class, and exactly, as
 
 The engine batches every trial, noise rate, loss and concentration of a
 sample size into one call of the gradient descent. Randomness is shared
-on purpose (common random numbers): for each concentration one generator
+on purpose (common random numbers). For each concentration one generator
 draws the training sets (``max(ns)`` points per class, of which a run with
-``n`` uses the first ``n``), the test sets and one uniform per label, and
-every noise rate and loss reuses them. Flip masks are therefore nested in
+``n`` uses the first ``n``), the test sets and one uniform per label. Every
+noise rate and loss reuses them. Flip masks are therefore nested in
 ``epsilon``, and differences between curves are not sampling noise.
 
 References
@@ -141,6 +141,7 @@ class ControlledConfig:
     # Seed of all randomness; each kappa derives its own generator from (seed, kappa).
     seed: int = 0
     # Torch device of the tensors ("cpu", "cuda", "cuda:1", ...).
+    # NOTE: the tests run on CPU only; the CUDA path has not been run on a GPU yet.
     device: str = "cpu"
     # Floating-point type of data and training: "float32" or "float64".
     dtype: str = "float32"
@@ -426,9 +427,9 @@ def train_grid(
         Samples per class; the first ``n`` of each class are used.
     chunk_elements
         Upper bound on the elements of the margin tensor. Data sets are
-        split into chunks to respect it; the results of different chunk
-        sizes agree to rounding (the batched matrix products may sum in a
-        different order).
+        split into chunks to respect it. Results of different chunk sizes
+        agree to rounding, because the batched matrix products may sum in a
+        different order.
 
     Returns
     -------
@@ -630,7 +631,7 @@ def run_controlled(
     Raises
     ------
     ValueError
-        If CUDA is requested but not available, or ``out`` holds another grid.
+        If CUDA is requested but not available, or ``out`` contains another grid.
     """
     import time
 
@@ -692,8 +693,8 @@ def sweep_configs(
     Returns a dict with the ``"kappa"`` sweep (all ``kappas`` at ``n``) and
     the ``"n"`` sweep (all ``n_values`` at ``n_sweep_kappa``). For
     mislabeled data the kappa sweep covers epsilon in [0, 1], so that one
-    grid gives both the curves over [0, 1/2] and the symmetry about 1/2;
-    nested masks make its values below 1/2 the same as those of a grid
+    grid gives both the curves over [0, 1/2] and the symmetry about 1/2.
+    Because the masks are nested, its values below 1/2 are those of a grid
     that stops at 1/2. Every other sweep stops at 1/2.
     """
     if noise_model not in NOISE_MODELS:

@@ -62,5 +62,5 @@ def plot_accuracy_panels(
         ax.axhline(0.5, color="0.75", lw=0.8, zorder=0)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    axes[-1].legend(title=legend_title, frameon=False, fontsize=8)
+    axes[-1].legend(title=legend_title, frameon=False, fontsize=8, loc="lower left")
     return np.asarray(axes)

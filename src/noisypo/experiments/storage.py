@@ -9,7 +9,7 @@ Layout of a folder written by :class:`ResultStore`::
 
 A part is written to a temporary name and renamed, so a killed run leaves
 either a complete part or none. Rerunning with the same config skips the
-parts that exist; a different config in the same folder is rejected, so
+parts that exist. A different config in the same folder is rejected, so
 results of two grids never mix.
 """
 
@@ -57,7 +57,7 @@ class ResultStore:
         Where the results go; created if missing.
     config
         JSON-serialisable description of the whole grid. It identifies the
-        run: an existing folder whose ``run.json`` holds another config
+        run: an existing folder whose ``run.json`` contains another config
         raises ``ValueError``.
     device
         Device description stored in the sidecar (for example
@@ -74,7 +74,7 @@ class ResultStore:
             stored = json.loads(self.sidecar.read_text("utf-8"))
             if stored.get("config") != self.config:
                 raise ValueError(
-                    f"{self.folder} holds results of another config; "
+                    f"{self.folder} contains results of another config; "
                     "choose a new --out folder or delete this one to start over"
                 )
             self.meta = stored
