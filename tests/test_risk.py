@@ -76,7 +76,8 @@ def test_probability_matches_scipy_when_concentrated(d, kappa):
 
 
 def test_probability_closed_form_d3():
-    # For d = 3, w is uniform-tilted on [-1, 1], so P(w < 0) = 1 / (e^kappa + 1).
+    # For d = 3, w has density proportional to exp(kappa w) on [-1, 1], so
+    # P(w < 0) = 1 / (e^kappa + 1).
     for kappa in (0.1, 2.0, 30.0):
         value = risk.negative_side_probability(1.0, 3, kappa)
         assert value == pytest.approx(1.0 / (math.exp(kappa) + 1.0), rel=1e-12)
