@@ -32,7 +32,7 @@ def test_stratified_indices_all_and_errors():
 
 
 def test_statistics_on_known_data():
-    # Class +1: two rows at 45 degrees to each other around e1; class -1: identical rows.
+    # Class +1: two rows at 45 degrees on either side of e1. Class -1: two rows along -e2.
     x = np.array([[3.0, 3.0], [3.0, -3.0], [0.0, -2.0], [0.0, -4.0]])
     labels = np.array([1, 1, -1, -1])
     stats = embeddings.norm_cosine_statistics(x, labels)

@@ -223,8 +223,10 @@ def sample_vmf(mu: torch.Tensor, kappa, n: int, *, generator: torch.Generator | 
     u_rest = (-rest).to(dtype)  # (B, d-1)
 
     out = torch.empty(mu64.shape[0], n, d, dtype=dtype, device=device)  # (B, n, d)
-    tangent = out[:, :, 1:]
-    tangent.normal_(generator=generator)  # (B, n, d-1)
+    # Filling the whole contiguous tensor is several times faster than filling
+    # the strided view out[:, :, 1:]; column 0 is overwritten below.
+    out.normal_(generator=generator)
+    tangent = out[:, :, 1:]  # (B, n, d-1) standard normals
     v_norm = torch.linalg.vector_norm(tangent, dim=-1).double()  # (B, n)
     v_dot_u = torch.bmm(tangent, u_rest[:, :, None]).squeeze(-1).double()  # (B, n)
     scale = radius / v_norm  # y_rest = scale * v
