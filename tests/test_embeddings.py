@@ -86,16 +86,16 @@ def tmp_embedding_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.llm
-def test_real_embeddings_and_cache(persona_dir, tmp_embedding_cache, monkeypatch):
-    data = embeddings.persona_embeddings("Behavior 2", limit=8, seed=5, batch_size=3)
+def test_real_embeddings_and_cache(persona_dir, tmp_embedding_cache, monkeypatch, capsys):
+    data = embeddings.persona_embeddings("Behavior 2", limit=6, seed=5, batch_size=4)
     records = persona.load_behaviour("Behavior 2")
-    assert data.x.shape == (8, 576)
+    assert data.x.shape == (6, 576)
     assert data.x.dtype == np.float32
     assert data.labels.dtype == np.int8
     assert np.array_equal(data.labels, [records[i].label for i in data.indices])
     assert data.questions == [records[i].question for i in data.indices]
     assert np.isfinite(data.x).all()
-    assert embeddings.cache_path("Behavior 2", limit=8, seed=5).is_file()
+    assert embeddings.cache_path("Behavior 2", limit=6, seed=5).is_file()
 
     # A second call must read the cache and never load the model.
     import noisypo.models
@@ -104,8 +104,16 @@ def test_real_embeddings_and_cache(persona_dir, tmp_embedding_cache, monkeypatch
         raise AssertionError("model loaded although the cache exists")
 
     monkeypatch.setattr(noisypo.models, "load_causal_lm", refuse)
-    again = embeddings.persona_embeddings("Behavior 2", limit=8, seed=5)
+    again = embeddings.persona_embeddings("Behavior 2", limit=6, seed=5)
     assert np.array_equal(again.x, data.x)
+
+    # The command-line entry point reads the same cache file.
+    from noisypo.__main__ import main
+
+    assert main(["embed", "--behaviour", "Behavior 2", "--limit", "6", "--seed", "5"]) == 0
+    printed = capsys.readouterr().out
+    stats = embeddings.norm_cosine_statistics(data.x, data.labels)
+    assert f"mean_norm={stats['mean_norm']:.6g}" in printed
 
 
 @pytest.mark.llm

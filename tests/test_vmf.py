@@ -432,3 +432,14 @@ def test_fit_rejects_bad_input():
         vmf.fit_vmf(np.array([[1.0, 0.0], [2.0, 0.0]]))
     with pytest.raises(ValueError, match="NaN"):
         vmf.fit_vmf(np.array([[1.0, np.nan], [0.0, 1.0]]))
+
+
+def test_w_cdf_matches_mpmath_high_dimension():
+    d, kappa = 1000, 100.0
+    with mp.workdps(30):
+        density = lambda w: mp.exp(kappa * w) * (1 - w * w) ** (mp.mpf(d - 3) / 2)  # noqa: E731
+        total = mp.quad(density, [-1, -0.2, 0.0, 0.1, 0.2, 0.4, 1])
+        for w in (0.0, 0.05, 0.1, 0.15):
+            points = [p for p in (-1, -0.2, 0.0, 0.05, 0.1) if p < w] + [w]
+            reference = float(mp.quad(density, points) / total)
+            assert abs(float(vmf.w_cdf(w, d, kappa)) / reference - 1) < 1e-10, w
