@@ -365,7 +365,7 @@ def angle_bound(
     with :func:`gronwall_ratio` and :func:`linear_growth_ratio`. The second
     ratio enters only when ``m_norm``, ``slope_at_zero`` and
     ``derivative_bound`` are all given. Where the minimum is 1 or more the
-    bound says nothing, and the value returned is ``pi``.
+    bound is uninformative, and the value returned is ``pi``.
 
     Parameters
     ----------
