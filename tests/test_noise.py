@@ -359,7 +359,7 @@ def test_omega_search_on_persona_embeddings(persona_dir):
     from noisypo.embeddings import persona_embeddings
 
     embeddings = persona_embeddings("Behavior 1", limit=64)
-    x = embeddings.x / np.linalg.norm(embeddings.x, axis=1, keepdims=True)
+    x = embeddings.x.astype(np.float64)  # raw embeddings, as in the noisy-feedback chapter
     labels = embeddings.labels.astype(np.int64)
     rewards = noise.fit_linear_reward(x, labels)(x)
     for epsilon in (0.1, 0.3):
