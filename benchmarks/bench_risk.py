@@ -5,8 +5,9 @@
 For many random boundaries near the Bayes direction, measures
 
 * the time of ``noisypo.risk.population_risk`` (exact quadrature), and
-* the time of a Monte-Carlo test set of 2,000 samples (the size used in the
-  paper's vMF experiments), drawing the test set once and sharing it,
+* the time of a Monte-Carlo test set of 2,000 samples (the test-set size of
+  the vMF experiments of Im and Li, 2025, arXiv:2510.01458), drawn once and
+  shared by all boundaries,
 
 and prints the largest deviation of the Monte-Carlo estimates from the exact
 values, in absolute terms and in standard errors.
