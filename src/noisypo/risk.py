@@ -30,11 +30,12 @@ are known in closed form. At those ends it behaves like the power
 ``(theta - theta_0)^((d-2)/2)``, which is a square root at ``d = 3``. Each
 piece is integrated with a tanh-sinh (double exponential) rule, which
 converges geometrically despite such end-point singularities, and the
-density is normalised on the same nodes. Checked against mpmath and against
-adaptive SciPy quadrature (``tests/test_risk.py``), the absolute error is
-below ``1e-14`` for ``2 <= d <= 4096`` and ``kappa <= 10^4``, and the
-relative error is below ``1e-5`` for probabilities above ``1e-40``. Smaller
-probabilities lie outside the window and come back as 0.
+density is normalised on the same nodes. ``tests/test_risk.py`` checks the
+result against mpmath and adaptive SciPy quadrature to ``1e-12``. Against the
+same rule with a four times finer step, the absolute error was below
+``5e-15`` and the relative error below ``3e-6`` on a grid of
+``2 <= d <= 4096``, ``kappa <= 10^4`` and cosines in ``[-1, 1]``.
+Probabilities far below ``1e-40`` lie outside the window and come back as 0.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def negative_side_probability(c, d, kappa, *, threshold=0.0) -> np.ndarray:
     -------
     numpy.ndarray
         Probabilities of the broadcast shape of ``c`` and ``threshold``,
-        float64, with absolute error below ``1e-14`` in the tested range
+        float64, with absolute error of order ``1e-14`` for
         ``2 <= d <= 4096``, ``0 <= kappa <= 10^4`` (see the module notes).
 
     Notes
