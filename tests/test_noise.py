@@ -105,6 +105,17 @@ def test_antithetic_masks_complement_exactly(rates):
         assert torch.equal(masks[count - 1 - k], ~masks[k]), rates[k]
 
 
+def test_antithetic_thresholds_pair_on_common_grids():
+    # The masks at eps and 1 - eps are complements iff T(eps) == T(1 - eps').
+    grids = [np.linspace(0.0, 1.0, count) for count in range(2, 402)]
+    grids += [np.arange(0.0, 1.0 + step / 2, step) for step in (0.05, 0.025, 0.01, 0.005, 0.001, 0.0001)]
+    for grid in grids:
+        half = len(grid) // 2
+        lower = noise._thresholds(grid[:half])
+        partner = noise._thresholds(1.0 - grid[::-1][:half])
+        assert torch.equal(lower, partner), len(grid)
+
+
 def test_antithetic_complement_of_mislabel():
     labels = torch.where(torch.rand(2000, generator=_generator(10)) < 0.5, 1, -1)
     noisy = noise.mislabel(labels, [0.15, 0.85], generator=_generator(11), antithetic=True)

@@ -54,8 +54,9 @@ from scipy import optimize, special
 
 # Uniforms are drawn as integers in [0, 2**LATTICE_BITS) and a rate is
 # rounded to the same lattice, so a comparison involves no float rounding.
-# Two rates that sum to 1 within 2**-41 round to complementary thresholds,
-# which makes the antithetic complement exact for every decimal grid.
+# Two rates that sum to 1 up to float rounding then get complementary
+# thresholds unless eps * 2**40 lies within about 1e-4 of a half-integer.
+# No rate with at most four decimals (grids in steps of 0.05 or 0.025) does.
 LATTICE_BITS = 40
 _LATTICE = 1 << LATTICE_BITS
 
@@ -189,13 +190,14 @@ def flip_mask(
     Notes
     -----
     ``U_i`` is an integer drawn uniformly from ``[0, 2**40)`` and a rate is
-    rounded to ``T(eps) = round(eps * 2**40)``; the flip probability is
-    ``T(eps) / 2**40``, within ``2**-41`` of ``eps``. Because the rates
-    ``eps`` and ``1 - eps`` are rounded to thresholds that add up to
-    ``2**40``, the antithetic complement is exact bit for bit even when a grid
-    such as ``np.linspace(0, 1, 41)`` is not exactly symmetric in floating
-    point. Each flip is a Bernoulli(``eps``) draw independent across labels;
-    only the draws for different rates are coupled.
+    rounded to ``T(eps) = round(eps * 2**40)``. The flip probability is
+    ``T(eps) / 2**40``, within ``2**-41`` of ``eps``. The antithetic rule
+    compares with ``T(1 - eps)``, so the complement is exact bit for bit
+    whenever the two rates of a pair round to thresholds that add up to
+    ``2**40``. That holds for grids such as ``np.linspace(0, 1, 41)``, whose
+    pairs need not sum to exactly 1 in floating point (see the comment at
+    ``LATTICE_BITS``). Each flip is a Bernoulli(``eps``) draw independent
+    across labels; only the draws for different rates are coupled.
 
     Examples
     --------
