@@ -239,3 +239,54 @@ def test_cli_error_exit_status(files, capsys):
     status = main(["diagnose", str(folder / "short.npz")])
     assert status == 2
     assert "mismatched lengths" in capsys.readouterr().err
+
+
+# --- effective dimension -----------------------------------------------------------------
+
+
+def stretched_data(stretch, seed=0):
+    mu_plus, mu_minus = two_class_means(32, math.pi / 6)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.cat(
+        [sample_vmf(mu_plus, 200.0, 400, generator=generator), sample_vmf(mu_minus, 200.0, 400, generator=generator)]
+    ).numpy()
+    labels = np.array([1] * 400 + [-1] * 400)
+    u = (mu_plus - mu_minus).numpy()
+    u /= np.linalg.norm(u)
+    y = x + (stretch - 1) * np.outer((x - x.mean(0)) @ u, u)
+    return y, labels
+
+
+def first_boundary_accuracy(x, labels):
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    m = (labels[:, None] * unit).mean(axis=0)
+    return float(((unit @ m) * labels > 0).mean())
+
+
+def test_effective_geometry_keeps_isotropic_data():
+    x, labels = vmf_data(d=32, kappa=64.0, phi=1.0, n_plus=600, n_minus=600)
+    geometry = dg.fit_geometry(x, labels)
+    assert dg.effective_geometry(geometry).d >= 24
+
+
+def test_effective_geometry_shrinks_dimension_for_stretched_data():
+    geometry = dg.fit_geometry(*stretched_data(4.0))
+    model = dg.effective_geometry(geometry)
+    assert geometry.spread_ratio > 4
+    assert model.d < geometry.d / 4
+    assert model.spread_ratio == pytest.approx(1.0, abs=0.3)
+
+
+def test_effective_prediction_closer_on_stretched_data():
+    x, labels = stretched_data(4.0)
+    measured = first_boundary_accuracy(x, labels)
+    effective = dg.diagnose(x, labels, draws=1000, dimension="effective").predicted[0]
+    ambient = dg.diagnose(x, labels, draws=1000, dimension="ambient").predicted[0]
+    assert abs(effective - measured) < abs(ambient - measured)
+    assert ambient > measured
+
+
+def test_diagnose_rejects_unknown_dimension():
+    x, labels = vmf_data()
+    with pytest.raises(ValueError, match="invalid dimension"):
+        dg.diagnose(x, labels, dimension="fractal")

@@ -52,14 +52,20 @@ The model
 5. Noise tolerance. The largest epsilon (linearly interpolated on the grid)
    up to which an accuracy curve stays at or above the chosen threshold.
 
-What the model ignores: anisotropy of real embeddings (the vMF spreads the
-tangential variance evenly over d - 1 directions), unequal spreads beyond
-one kappa per class, and the motion of the boundary after the first step.
-:attr:`Diagnosis.spread_ratio` measures the first: the within-class
-variance of ``u . x`` along the mean-difference direction divided by the
-vMF value. Ratios far above 1 mean that the classes overlap more along the
-direction that matters than the model assumes, and the prediction is then
-optimistic.
+6. Effective dimension (default). Real embeddings are anisotropic, while
+   a vMF spreads the tangential variance evenly over ``d - 1`` directions.
+   :attr:`Geometry.spread_ratio` is the within-class variance of ``u . x``
+   along the mean-difference direction ``u`` divided by the vMF value; far
+   above 1, the classes overlap more along ``u`` than the model assumes and
+   the ambient-dimension prediction is optimistic.
+   :func:`effective_geometry` refits the vMF in the integer dimension
+   ``d_eff <= d`` that matches this variance while keeping ``A_hat`` and
+   ``phi``, and the predictions use that model. This moment matching is the
+   book's own heuristic; ``dimension="ambient"`` keeps the plain fit.
+
+What the model still ignores: the shape of the within-class law beyond
+its mean and its variance along ``u``, unequal spreads beyond one kappa
+per class, and the motion of the boundary after the first step.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +87,7 @@ __all__ = [
     "Geometry",
     "check_embeddings",
     "diagnose",
+    "effective_geometry",
     "fit_geometry",
     "guaranteed_accuracy",
     "load_embeddings",
@@ -92,6 +99,9 @@ __all__ = [
 #: Default minimum number of samples per class. Below about 10 the
 #: bias-corrected resultant length is too noisy to give a usable kappa.
 MIN_PER_CLASS = 10
+
+#: Largest kappa at which noisypo.risk documents tested accuracy.
+KAPPA_TESTED = 1e4
 
 _X_KEYS = ("x", "embeddings", "embedding", "X")
 _LABEL_KEYS = ("labels", "label", "s", "y")
@@ -347,6 +357,9 @@ class Geometry:
     kappa_minus_mle: float
     phi_raw: float  # angle between the sample means
     spread_ratio: float  # empirical / vMF within-class variance of u . x, u the mean-difference direction
+    projected_variance: float = math.nan  # empirical within-class variance of u . x (mean of the classes)
+    resultant_plus: float = math.nan  # bias-corrected mean resultant lengths A_hat
+    resultant_minus: float = math.nan
 
     @property
     def n(self) -> int:
@@ -432,6 +445,63 @@ def fit_geometry(x, labels, *, min_per_class: int = MIN_PER_CLASS) -> Geometry:
         kappa_minus_mle=float(vmf.fit_vmf(minus).kappa),
         phi_raw=math.acos(min(max(raw_cos, -1.0), 1.0)),
         spread_ratio=float(empirical / model) if model > 0 else math.inf,
+        projected_variance=float(empirical),
+        resultant_plus=a_plus,
+        resultant_minus=a_minus,
+    )
+
+
+def effective_geometry(geometry: Geometry) -> Geometry:
+    """Return the vMF model refitted in an effective dimension that matches the spread along u.
+
+    A vMF spreads the tangential variance evenly over ``d - 1`` directions.
+    Real embeddings concentrate it in a few, and the risk of a boundary
+    depends on the spread along its normal. The effective model keeps the
+    bias-corrected mean resultant lengths ``A_hat`` and the angle ``phi``
+    and chooses the integer dimension ``d_eff`` in ``[3, d]`` whose vMF
+    (with ``kappa`` re-solved from ``A_d_eff(kappa) = A_hat``) has the
+    within-class variance of ``u . x`` closest to the measured one. With
+    ``spread_ratio <= 1`` it returns ``geometry`` unchanged.
+
+    This moment matching is the book's own heuristic, not part of the
+    paper's theory.
+    """
+    if not (geometry.spread_ratio > 1 and math.isfinite(geometry.projected_variance)):
+        return geometry
+    c = math.sin(geometry.phi / 2)
+    pooled = (geometry.n_plus * geometry.resultant_plus + geometry.n_minus * geometry.resultant_minus) / geometry.n
+
+    def refit(d: int) -> tuple[float, float, float, float]:
+        kappa_plus = _kappa(d, geometry.resultant_plus, "+1")
+        kappa_minus = _kappa(d, geometry.resultant_minus, "-1")
+        variance = 0.5 * (_vmf_projection_variance(d, kappa_plus, c) + _vmf_projection_variance(d, kappa_minus, c))
+        return variance, kappa_plus, kappa_minus, _kappa(d, pooled, "pooled")
+
+    # The model variance falls as d grows; bisect for the measured value.
+    # fit_geometry has already warned about any class with kappa = 0.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _match_dimension(geometry, refit)
+
+
+def _match_dimension(geometry: Geometry, refit) -> Geometry:
+    low, high = 3, geometry.d
+    if refit(low)[0] <= geometry.projected_variance:
+        high = low
+    while high - low > 1:
+        middle = (low + high) // 2
+        if refit(middle)[0] >= geometry.projected_variance:
+            low = middle
+        else:
+            high = middle
+    candidates = {low, high}
+    best = min(candidates, key=lambda d: abs(refit(d)[0] - geometry.projected_variance))
+    variance, kappa_plus, kappa_minus, kappa = refit(best)
+    if best == geometry.d:
+        return geometry
+    return replace(
+        geometry, d=best, kappa_plus=kappa_plus, kappa_minus=kappa_minus, kappa=kappa,
+        spread_ratio=geometry.projected_variance / variance,
     )
 
 
@@ -612,7 +682,8 @@ class Diagnosis:
     """The diagnostic's report for one data set."""
 
     source: str
-    geometry: Geometry
+    geometry: Geometry  # fitted in the ambient dimension
+    model: Geometry  # the geometry the predictions use (ambient or effective dimension)
     threshold: float
     delta: float
     train_fraction: float
@@ -626,9 +697,12 @@ class Diagnosis:
         """Return a JSON-ready dictionary of the report."""
         geometry = asdict(self.geometry)
         geometry.update(n=self.geometry.n, gamma=self.geometry.gamma)
+        model = asdict(self.model)
+        model.update(n=self.model.n, gamma=self.model.gamma)
         return {
             "source": self.source,
             "geometry": geometry,
+            "model": model,
             "threshold": self.threshold,
             "delta": self.delta,
             "train_fraction": self.train_fraction,
@@ -653,13 +727,26 @@ class Diagnosis:
             f"-1: {g.kappa_minus:.4g} (uncorrected MLE {g.kappa_plus_mle:.4g}, {g.kappa_minus_mle:.4g})",
             f"phi = {g.phi:.4f} rad = {math.degrees(g.phi):.2f} deg (between sample means: "
             f"{math.degrees(g.phi_raw):.2f} deg)",
-            f"spread ratio along the mean difference (data / vMF): {g.spread_ratio:.3g}"
-            + ("  <- the vMF model underestimates the overlap; predictions are optimistic" if g.spread_ratio > 2 else ""),
+            f"spread ratio along the mean difference (data / vMF): {g.spread_ratio:.3g}",
+            (
+                f"prediction model: effective dimension d_eff = {self.model.d} with kappa = {self.model.kappa:.4g} "
+                f"(per class {self.model.kappa_plus:.4g}, {self.model.kappa_minus:.4g}), matching the spread along "
+                "the mean difference"
+                if self.model is not g
+                else "prediction model: the vMF fit in the ambient dimension"
+                + ("  <- the data spread more along the mean difference than this model; predictions are optimistic"
+                   if g.spread_ratio > 2 else "")
+            ),
             f"predicted accuracy without noise: {self.predicted[0]:.4f}; at epsilon = "
             f"{self.epsilons[len(self.epsilons) // 2]:.3f}: {self.predicted[len(self.epsilons) // 2]:.4f}",
             f"noise tolerance at accuracy >= {self.threshold:g}: predicted {rate(self.tolerance)}; "
             f"guaranteed with probability {1 - self.delta:g} (Lemma B.2 bound): {rate(self.guaranteed_tolerance)}",
         ]
+        if max(g.kappa_plus, g.kappa_minus) > KAPPA_TESTED:
+            lines.append(
+                f"note: kappa above {KAPPA_TESTED:g} lies outside the range in which "
+                "noisypo.risk.negative_side_probability is tested"
+            )
         return "\n".join(lines)
 
 
@@ -675,6 +762,8 @@ def diagnose(
     draws: int = 4000,
     seed: int = 0,
     source: str = "array",
+    center: bool = False,
+    dimension: str = "effective",
 ) -> Diagnosis:
     """Fit the vMF model to labelled embeddings and predict their noise tolerance.
 
@@ -696,6 +785,17 @@ def diagnose(
         Monte-Carlo draws and seed of :func:`predicted_accuracy`.
     source
         Label of the data in the report.
+    center
+        Subtract the mean of all rows (after scaling them to unit norm)
+        before the fit, for a model trained on centred embeddings. The
+        book's model has no bias term, so without centring a shared offset
+        of the embeddings plus an imbalance of the noisy labels shifts the
+        boundary, and the prediction includes that effect.
+    dimension
+        ``"effective"`` (default): predict with :func:`effective_geometry`,
+        the vMF refitted in the dimension that matches the measured spread
+        along the mean difference. ``"ambient"``: predict with the vMF fit
+        in the embedding dimension, as the paper's model does.
 
     Returns
     -------
@@ -721,15 +821,22 @@ def diagnose(
         raise ValueError(f"invalid threshold={threshold!r}: expected an accuracy in (0, 1)")
     if not (0 < delta < 1):
         raise ValueError(f"invalid delta={delta!r}: expected a probability in (0, 1)")
+    if center:
+        x, _ = check_embeddings(x, labels, min_per_class=min_per_class)
+        x = x - x.mean(axis=0)
     eps = _check_epsilons(np.linspace(0.0, 0.5, 51) if epsilons is None else epsilons)
     if np.any(np.diff(eps) <= 0):
         raise ValueError("epsilons must be strictly increasing")
+    if dimension not in ("effective", "ambient"):
+        raise ValueError(f"invalid dimension={dimension!r}: expected 'effective' or 'ambient'")
     geometry = fit_geometry(x, labels, min_per_class=min_per_class)
-    predicted = predicted_accuracy(geometry, eps, train_fraction=train_fraction, draws=draws, seed=seed)
-    guaranteed = guaranteed_accuracy(geometry, eps, delta=delta, train_fraction=train_fraction)
+    model = effective_geometry(geometry) if dimension == "effective" else geometry
+    predicted = predicted_accuracy(model, eps, train_fraction=train_fraction, draws=draws, seed=seed)
+    guaranteed = guaranteed_accuracy(model, eps, delta=delta, train_fraction=train_fraction)
     return Diagnosis(
         source=source,
         geometry=geometry,
+        model=model,
         threshold=float(threshold),
         delta=float(delta),
         train_fraction=float(train_fraction),

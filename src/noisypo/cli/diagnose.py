@@ -41,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epsilon-step", type=float, default=0.01, help="spacing of the flip-rate grid on [0, 1/2] (default 0.01)")
     parser.add_argument("--draws", type=int, default=4000, help="Monte-Carlo draws per flip rate (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo draws and the persona subsample")
+    parser.add_argument(
+        "--center", action="store_true",
+        help="subtract the mean embedding before the fit (for training on centred embeddings)",
+    )
+    parser.add_argument(
+        "--dimension", choices=("effective", "ambient"), default="effective",
+        help="vMF model for the prediction: refitted in the effective dimension that matches the spread "
+        "along the mean difference (default), or in the embedding dimension",
+    )
     parser.add_argument("--plot", metavar="PNG", help="write a plot of accuracy against the flip rate to this file")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON to this file")
 
@@ -73,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             draws=args.draws,
             seed=args.seed,
             source=data.source,
+            center=args.center,
+            dimension=args.dimension,
         )
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
