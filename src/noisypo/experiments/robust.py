@@ -119,8 +119,9 @@ def controlled_runs(
     pandas.DataFrame
         One row per loss label, epsilon, horizon and trial with columns
         ``loss``, ``epsilon``, ``steps``, ``trial``, ``accuracy`` (1 - exact
-        risk) and ``cosine_to_dpo`` (cosine between the boundary and the one
-        of the first builder at the same horizon).
+        risk), ``cosine_to_dpo`` (cosine between the boundary and the one
+        of the first builder at the same horizon) and ``cosine_to_first``
+        (cosine between the boundary and the first-step direction ``m``).
     """
     steps, every = _check_horizons(horizons)
     n = max(config.ns) if n is None else int(n)
@@ -132,14 +133,17 @@ def controlled_runs(
                         horizons=steps, every=every)  # (H, L, E, T, d)
     accuracy = controlled.exact_accuracy(config, kappa, delta)  # (H, L, E, T)
     cosine = torch.nn.functional.cosine_similarity(delta, delta[:, :1].expand_as(delta), dim=-1)
+    m = (labels.unsqueeze(-1) * x).mean(dim=-2)  # first-step direction, (E, T, d)
+    to_first = torch.nn.functional.cosine_similarity(delta, m.expand_as(delta), dim=-1)  # (H, L, E, T)
     rows = []
     for h, horizon in enumerate(steps):
         for l, name in enumerate(names):
             for e, epsilon in enumerate(config.epsilons):
                 for trial in range(config.trials):
                     rows.append((name, float(epsilon), horizon, trial, float(accuracy[h, l, e, trial]),
-                                 float(cosine[h, l, e, trial])))
-    return pd.DataFrame(rows, columns=["loss", "epsilon", "steps", "trial", "accuracy", "cosine_to_dpo"])
+                                 float(cosine[h, l, e, trial]), float(to_first[h, l, e, trial])))
+    columns = ["loss", "epsilon", "steps", "trial", "accuracy", "cosine_to_dpo", "cosine_to_first"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _splits(labels: np.ndarray, splits: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
