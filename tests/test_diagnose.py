@@ -290,3 +290,20 @@ def test_diagnose_rejects_unknown_dimension():
     x, labels = vmf_data()
     with pytest.raises(ValueError, match="invalid dimension"):
         dg.diagnose(x, labels, dimension="fractal")
+
+
+def test_required_samples_grow_like_inverse_square():
+    geometry = dg.Geometry(16, 500, 500, 80.0, 80.0, 80.0, 1.2, 80.0, 80.0, 1.2, 1.0)
+    required = dg.required_samples(geometry, [0.0, 0.25, 0.5], threshold=0.8)
+    assert required[0] > 0
+    assert 3.0 < required[1] / required[0] < 5.0
+    assert math.isinf(required[2])
+
+
+def test_sample_size_tolerance_reported():
+    x, labels = vmf_data(d=16, kappa=80.0, phi=1.2, n_plus=3000, n_minus=3000)
+    report = dg.diagnose(x, labels, threshold=0.8, draws=500)
+    holds = report.required_n <= report.n_train
+    assert report.n_train == 3000
+    assert holds[0]
+    assert report.sample_size_tolerance == report.epsilons[np.flatnonzero(holds)[-1]]

@@ -49,10 +49,14 @@ The model
    boundary within that angle (worst orientation of the deviation), so
    it is a lower bound under the vMF model, and it is 0 where the lemma
    gives no bound.
-5. Noise tolerance. The largest epsilon (linearly interpolated on the grid)
+5. Sample-size condition. :func:`required_samples` returns the ``n`` per
+   class at which the book's Theorem 3.3 chain (first boundary) certifies
+   the threshold accuracy, from :mod:`noisypo.bounds`, and the report gives
+   the largest epsilon at which the available ``n`` meets it.
+6. Noise tolerance. The largest epsilon (linearly interpolated on the grid)
    up to which an accuracy curve stays at or above the chosen threshold.
 
-6. Effective dimension (default). Real embeddings are anisotropic, while
+7. Effective dimension (default). Real embeddings are anisotropic, while
    a vMF spreads the tangential variance evenly over ``d - 1`` directions.
    :attr:`Geometry.spread_ratio` is the within-class variance of ``u . x``
    along the mean-difference direction ``u`` divided by the vMF value; far
@@ -78,7 +82,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisypo import bounds_b2, risk, vmf
+from noisypo import bounds, bounds_b2, risk, vmf
 
 __all__ = [
     "MIN_PER_CLASS",
@@ -94,6 +98,7 @@ __all__ = [
     "noise_tolerance",
     "plot_diagnosis",
     "predicted_accuracy",
+    "required_samples",
 ]
 
 #: Default minimum number of samples per class. Below about 10 the
@@ -651,6 +656,30 @@ def guaranteed_accuracy(
     return out
 
 
+def required_samples(geometry: Geometry, epsilons, *, threshold: float, delta: float = 0.05) -> np.ndarray:
+    """Return the theorem's sample size per class for accuracy ``threshold`` at each flip rate.
+
+    The book's Theorem 3.3 chain for the first boundary (training time 0):
+    :func:`noisypo.bounds.angle_for_risk` gives the largest angle ``psi`` to
+    ``mu_+ - mu_-`` at which the Chernoff risk bound is at most
+    ``1 - threshold``, and :func:`noisypo.bounds.sample_size_closed_form`
+    the ``n`` per class at which the closed-form Lemma B.2 bound puts ``m``
+    within ``psi`` with probability at least ``1 - delta``. The values grow
+    like ``1 / (1 - 2 epsilon)^2``; they are ``inf`` at epsilon = 1/2 or
+    when even the Bayes direction's bound misses the target.
+    """
+    eps = _check_epsilons(epsilons)
+    out = np.full(eps.shape, np.inf)
+    if geometry.kappa <= 0 or geometry.phi <= 0:
+        return out
+    psi = bounds.angle_for_risk(1.0 - threshold, geometry.d, geometry.kappa, geometry.phi)
+    below = eps < 0.5
+    if psi <= 0 or not below.any():
+        return out
+    out[below] = bounds.sample_size_closed_form(eps[below], geometry.d, geometry.kappa, geometry.phi, delta, psi)
+    return out
+
+
 def noise_tolerance(epsilons, accuracy, threshold: float) -> float:
     """Return the largest flip rate up to which ``accuracy`` stays >= ``threshold``.
 
@@ -692,6 +721,9 @@ class Diagnosis:
     guaranteed: np.ndarray = field(repr=False)  # accuracy reached with probability >= 1 - delta
     tolerance: float  # largest epsilon with predicted accuracy >= threshold (NaN if none)
     guaranteed_tolerance: float  # the same for the guaranteed accuracy
+    required_n: np.ndarray = field(default=None, repr=False)  # theorem's n per class for the threshold
+    n_train: int = 0  # training samples per class the condition is checked against (the smaller class)
+    sample_size_tolerance: float = math.nan  # largest epsilon with required_n <= n_train
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dictionary of the report."""
@@ -711,6 +743,9 @@ class Diagnosis:
             "guaranteed_accuracy": self.guaranteed.tolist(),
             "tolerance": None if math.isnan(self.tolerance) else self.tolerance,
             "guaranteed_tolerance": None if math.isnan(self.guaranteed_tolerance) else self.guaranteed_tolerance,
+            "required_n_per_class": [None if not math.isfinite(v) else v for v in np.asarray(self.required_n).tolist()],
+            "n_train_per_class": self.n_train,
+            "sample_size_tolerance": None if math.isnan(self.sample_size_tolerance) else self.sample_size_tolerance,
         }
 
     def summary(self) -> str:
@@ -741,6 +776,15 @@ class Diagnosis:
             f"{self.epsilons[len(self.epsilons) // 2]:.3f}: {self.predicted[len(self.epsilons) // 2]:.4f}",
             f"noise tolerance at accuracy >= {self.threshold:g}: predicted {rate(self.tolerance)}; "
             f"guaranteed with probability {1 - self.delta:g} (Lemma B.2 bound): {rate(self.guaranteed_tolerance)}",
+            (
+                f"theorem's sample-size condition (first boundary, probability {1 - self.delta:g}): "
+                f"n per class >= {self.required_n[0]:.3g} at epsilon = 0; with {self.n_train} per class it holds "
+                + (
+                    f"up to epsilon = {self.sample_size_tolerance:.3f}"
+                    if not math.isnan(self.sample_size_tolerance)
+                    else "at no flip rate (it fails even without noise)"
+                )
+            ),
         ]
         if max(g.kappa_plus, g.kappa_minus) > KAPPA_TESTED:
             lines.append(
@@ -833,6 +877,15 @@ def diagnose(
     model = effective_geometry(geometry) if dimension == "effective" else geometry
     predicted = predicted_accuracy(model, eps, train_fraction=train_fraction, draws=draws, seed=seed)
     guaranteed = guaranteed_accuracy(model, eps, delta=delta, train_fraction=train_fraction)
+    required = required_samples(model, eps, threshold=threshold, delta=delta)
+    n_train = min(_train_counts(geometry, train_fraction))
+    holds = required <= n_train
+    if not holds[0]:
+        sample_tolerance = math.nan
+    elif holds.all():
+        sample_tolerance = float(eps[-1])
+    else:
+        sample_tolerance = float(eps[int(np.flatnonzero(~holds)[0]) - 1])
     return Diagnosis(
         source=source,
         geometry=geometry,
@@ -845,6 +898,9 @@ def diagnose(
         guaranteed=guaranteed,
         tolerance=noise_tolerance(eps, predicted, threshold),
         guaranteed_tolerance=noise_tolerance(eps, guaranteed, threshold),
+        required_n=required,
+        n_train=n_train,
+        sample_size_tolerance=sample_tolerance,
     )
 
 
