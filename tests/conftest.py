@@ -45,12 +45,17 @@ def built_book(tmp_path_factory) -> Path:
     The copy uses MathJax served from the site (tools/config_variant.py
     --offline-mathjax) so that the browser test can render math with no
     network. The build runs through `make book`, strictly (-W -n), from a
-    fresh execution cache.
+    fresh execution cache. With NOISYPO_BUILT_BOOK=<html folder> the tests
+    reuse that build instead.
     """
     import shutil
     import subprocess
     import sys
 
+    reuse = os.environ.get("NOISYPO_BUILT_BOOK")
+    if reuse:
+        # A developer can point the site tests at an existing build's html folder.
+        return Path(reuse)
     sys.path.insert(0, str(ROOT / "tools"))
     import config_variant
     import yaml
@@ -58,7 +63,7 @@ def built_book(tmp_path_factory) -> Path:
     book = tmp_path_factory.mktemp("book")
     for name in ("_toc.yml", "references.bib"):
         shutil.copy(ROOT / name, book / name)
-    for folder in ("book", "notebooks", "_ext"):
+    for folder in ("book", "notebooks", "_ext", "_static"):
         shutil.copytree(ROOT / folder, book / folder)
     config = config_variant.variant(offline_mathjax=True)
     (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))

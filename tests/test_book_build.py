@@ -46,6 +46,7 @@ def make_book(root: Path, chapters: dict[str, str]) -> Path:
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
     shutil.copy(ROOT / "references.bib", root / "references.bib")
     shutil.copytree(ROOT / "_ext", root / "_ext")
+    shutil.copytree(ROOT / "_static", root / "_static")
     shutil.copy(ROOT / "book" / "bibliography.md", root / "book" / "bibliography.md")
     for name, text in chapters.items():
         write_chapter(root, name, text)

@@ -59,6 +59,7 @@ def site(built_book):
 @pytest.fixture(scope="module")
 def visits(site):
     """Open every page once; return what the browser saw on each."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import sync_playwright
 
     base, html_root = site
@@ -75,10 +76,16 @@ def visits(site):
             page.on("pageerror", lambda error, log=errors: log.append(str(error)))
             page.on("requestfailed", lambda request, log=errors: log.append(f"failed request {request.url}"))
             page.goto(urljoin(base, f"{name}.html"), wait_until="load")
-            page.wait_for_function(
-                "() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)", timeout=20000
-            )
-            page.evaluate("() => window.MathJax ? MathJax.startup.promise : null")
+            try:
+                # Sphinx defines window.MathJax as a configuration object before
+                # the library loads; startup.promise exists once it has loaded.
+                page.wait_for_function(
+                    "() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)",
+                    timeout=20000,
+                )
+                page.evaluate("() => window.MathJax ? MathJax.startup.promise.then(() => true) : true")
+            except PlaywrightTimeoutError:
+                errors.append("MathJax did not load within 20 s")
             info = page.evaluate(
                 """() => ({
                     images: [...document.images].map(img => ({src: img.src, ok: img.complete && img.naturalWidth > 0})),

@@ -44,8 +44,7 @@ def main() -> int:
     for name in ("references.bib",):
         shutil.copy(ROOT / name, out / name)
     shutil.copytree(ROOT / "_ext", out / "_ext")
-    if (ROOT / "book" / "_static").is_dir():
-        shutil.copytree(ROOT / "book" / "_static", out / "book" / "_static")
+    shutil.copytree(ROOT / "_static", out / "_static")
     twin = ROOT / "notebooks" / f"{chapter.stem}.ipynb"
     (out / "notebooks").mkdir()
     if twin.is_file():
