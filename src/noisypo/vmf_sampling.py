@@ -119,9 +119,9 @@ def sample_w(d: int, kappa: torch.Tensor, n: int, *, generator=None) -> tuple[to
 def _fill_standard_normal(out: torch.Tensor, generator) -> None:
     """Fill a contiguous tensor with N(0, 1) draws that the torch generator determines.
 
-    On a CPU, torch 2.13's float64 ``normal_`` runs at about a quarter of its
-    float32 speed, while NumPy's ziggurat sampler is about twice as fast
-    (measured with benchmarks/bench_vmf.py on a 2-core x86 CPU). So float64 CPU
+    On a CPU, torch 2.13's float64 ``normal_`` ran at about a quarter of its
+    float32 speed and at half the speed of NumPy's ziggurat sampler (one
+    thread, 3 million draws, on a shared 2-core x86 CPU). So float64 CPU
     tensors are filled by a NumPy generator whose seed is drawn from
     ``generator``, which keeps the draws reproducible.
     """
