@@ -146,12 +146,13 @@ def __getattr__(name):
 class TRLSettings:
     """Hyperparameters of one ``DPOTrainer`` run.
 
-    The defaults are the paper's: AdamW, beta 0.1, batch size 100, one epoch,
-    no gradient accumulation, weight decay 0, maximum sequence length 256.
+    The defaults are the hyperparameters of Im & Li (2025, Appendix A):
+    AdamW, beta 0.1, batch size 100, one epoch, no gradient accumulation,
+    weight decay 0, maximum sequence length 256.
     """
 
     loss_type: str = "sigmoid"  # TRL name: "sigmoid" (DPO), "ipo", "hinge" (SLiC)
-    learning_rate: float = 1e-5  # the book's choice: the paper's value is not recoverable
+    learning_rate: float = 1e-5  # the book's choice: Im & Li's value is missing from the text available
     beta: float = PAPER_BETA
     batch_size: int = PAPER_BATCH_SIZE
     num_train_epochs: float = 1.0
@@ -338,9 +339,9 @@ def run_dpo(
         Callable ``model_id -> (model, tokenizer)``; default
         :func:`noisypo.models.load_causal_lm` (on CPU when ``settings.use_cpu``).
     check_initial
-        Also run TRL's evaluation before training (its ``rewards/accuracies``
-        must read 0 there, since every margin is 0); ``False`` saves one pass
-        over the test pairs and stores NaN.
+        Also run TRL's evaluation before training. Its ``rewards/accuracies``
+        must read 0 there, because every margin is 0. ``False`` saves one
+        pass over the test pairs and stores NaN.
 
     Returns
     -------

@@ -487,7 +487,7 @@ def load_repository_results(folder: str | Path | None = None) -> dict[str, tuple
     directly under ``folder`` (default: ``results/persona`` in the
     repository checkout) and returns ``{name: (trials, run_json)}``; an
     empty dict when none exist. A folder without a finished ``run.json``
-    (no ``finished`` time) is skipped: it holds a run that was interrupted.
+    (no ``finished`` time) is skipped, because it contains an interrupted run.
     """
     folder = Path(folder) if folder else REPOSITORY_RESULTS
     found = {}
