@@ -778,7 +778,12 @@ class Diagnosis:
             f"guaranteed with probability {1 - self.delta:g} (Lemma B.2 bound): {rate(self.guaranteed_tolerance)}",
             (
                 f"theorem's sample-size condition (first boundary, probability {1 - self.delta:g}): "
-                f"n per class >= {self.required_n[0]:.3g} at epsilon = 0; with {self.n_train} per class it holds "
+                + (
+                    f"n per class >= {self.required_n[0]:.3g} at epsilon = 0; "
+                    if math.isfinite(self.required_n[0])
+                    else "no n reaches the threshold (even the Bayes direction's risk bound misses it); "
+                )
+                + f"with {self.n_train} per class it holds "
                 + (
                     f"up to epsilon = {self.sample_size_tolerance:.3f}"
                     if not math.isnan(self.sample_size_tolerance)
@@ -786,7 +791,7 @@ class Diagnosis:
                 )
             ),
         ]
-        if max(g.kappa_plus, g.kappa_minus) > KAPPA_TESTED:
+        if max(self.model.kappa_plus, self.model.kappa_minus) > KAPPA_TESTED:
             lines.append(
                 f"note: kappa above {KAPPA_TESTED:g} lies outside the range in which "
                 "noisypo.risk.negative_side_probability is tested"
