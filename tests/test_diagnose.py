@@ -307,3 +307,14 @@ def test_sample_size_tolerance_reported():
     assert report.n_train == 3000
     assert holds[0]
     assert report.sample_size_tolerance == report.epsilons[np.flatnonzero(holds)[-1]]
+
+
+def test_load_persona_behaviour_from_cache(persona_dir):
+    from noisypo.embeddings import cache_path
+
+    if not cache_path("Behavior 1", limit=64).is_file():
+        pytest.skip("no cached embeddings of 'Behavior 1' with limit 64; computing them needs the model")
+    data = dg.load_embeddings("Behavior 1", limit=64)
+    assert data.x.shape[0] == 64
+    assert set(np.unique(data.labels).tolist()) == {-1, 1}
+    assert data.source.startswith("persona:desire-to-remove-safety-precautions")
