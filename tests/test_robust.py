@@ -209,3 +209,43 @@ def test_first_step_direction_is_shared():
         assert cosine == pytest.approx(1.0, abs=1e-12), loss.name
         expected_norm = 2 * 0.5 * BETA * abs(loss.f_prime_at_zero) * m.norm().item()
         assert delta.norm().item() == pytest.approx(expected_norm, rel=1e-10), loss.name
+
+
+# --- the experiment runners ----------------------------------------------------------
+
+
+def test_controlled_runs_share_first_boundary():
+    from noisypo.experiments import controlled
+    from noisypo.experiments.robust import capped, controlled_runs
+
+    config = controlled.ControlledConfig(
+        d=8, kappas=(20.0,), phi=1.0, ns=(20,), epsilons=(0.0, 0.2, 0.4), trials=3, test_samples=2, dtype="float64"
+    )
+    fixed = ropo(4.0)
+    builders = {
+        "dpo": lambda e: get_loss("dpo"),
+        "rdpo": lambda e: robust_dpo(capped(e)),
+        "ropo": lambda e: fixed,
+    }
+    frame = controlled_runs(config, 20.0, builders, horizons=[1, 5])
+    assert len(frame) == 3 * 3 * 2 * 3
+    first_step = frame[frame["steps"] == 1]
+    assert first_step["cosine_to_dpo"].min() == pytest.approx(1.0, abs=1e-12)
+    assert first_step["cosine_to_first"].min() == pytest.approx(1.0, abs=1e-12)
+    assert frame["accuracy"].between(0, 1).all()
+
+
+def test_fixed_backbone_runs_report_first_boundary():
+    from noisypo.experiments.robust import fixed_backbone_runs
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 12, generator=generator, dtype=torch.float64) + 3.0  # shared offset
+    labels = torch.where(torch.arange(60) < 30, 1, -1).numpy()
+    x[labels == 1, 0] += 1.0
+    builders = {"dpo": lambda e: get_loss("dpo"), "cdpo": lambda e: conservative_dpo(min(e, 0.45))}
+    frame = fixed_backbone_runs(x.numpy(), labels, builders, [0.0, 0.3], horizons=[2], splits=2, center=True)
+    assert set(frame["loss"]) == {"m", "dpo", "cdpo"}
+    assert (frame.loc[frame["loss"] == "m", "steps"] == 0).all()
+    assert len(frame) == 2 * 2 * 3
+    with pytest.raises(ValueError, match="invalid horizons"):
+        fixed_backbone_runs(x.numpy(), labels, builders, [0.0], horizons=[0])
