@@ -444,8 +444,9 @@ def sample_size_closed_form(epsilon, d, kappa, phi, delta, angle) -> np.ndarray:
     with ``A`` the Laforgia-Natalini lower bound on ``A_d(kappa)``,
     ``c = sin(phi / 2)`` and ``V = 1 - A^2 (c^2 + (1 - 2 epsilon)^2 (1 - c^2))``.
     The factor ``1 / (1 - 2 epsilon)^2`` is the growth the theorem
-    predicts; ``V`` changes by at most a factor ``1 / (1 - A^2 c^2)``
-    between ``epsilon = 0`` and ``1/2``. Returned as a real number (round
+    predicts; ``V`` grows from ``1 - A^2`` at ``epsilon = 0`` to
+    ``1 - A^2 c^2`` at ``epsilon = 1/2``, so the numerator changes by at most
+    the factor ``(1 - A^2 c^2) / (1 - A^2)``. Returned as a real number (round
     up for a sample size).
     """
     from noisypo import bounds_b2

@@ -40,6 +40,7 @@ Probabilities far below ``1e-40`` lie outside the window and come back as 0.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -289,6 +290,25 @@ def negative_side_probability(c, d, kappa, *, threshold=0.0) -> np.ndarray:
 _CHUNK = 4096
 
 
+@functools.lru_cache(maxsize=64)
+def _tangential_rule(d: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Jacobi rule for the tangential coordinate, density (1 - t^2)^((d-4)/2).
+
+    Cached because computing the nodes costs far more than using them, and
+    root finding for omega calls projection_expectation many times.
+    """
+    if d == 2:
+        t_nodes = np.array([-1.0, 1.0])
+        t_weights = np.array([0.5, 0.5])
+    else:
+        exponent = 0.5 * (d - 4)
+        t_nodes, t_weights = special.roots_jacobi(nodes, exponent, exponent)
+        t_weights = t_weights / np.sum(t_weights)
+    t_nodes.setflags(write=False)
+    t_weights.setflags(write=False)
+    return t_nodes, t_weights
+
+
 def projection_expectation(
     func: Callable[[np.ndarray], np.ndarray], c, d, kappa, *, tangential_nodes: int = 64
 ) -> np.ndarray:
@@ -341,13 +361,7 @@ def projection_expectation(
     shape = c.shape
     c = c.ravel()
 
-    if d == 2:
-        t_nodes = np.array([-1.0, 1.0])
-        t_weights = np.array([0.5, 0.5])
-    else:
-        exponent = 0.5 * (d - 4)
-        t_nodes, t_weights = special.roots_jacobi(int(tangential_nodes), exponent, exponent)
-        t_weights = t_weights / np.sum(t_weights)
+    t_nodes, t_weights = _tangential_rule(d, int(tangential_nodes))
 
     low, high, mode = _angle_window(d, kappa)
     theta, theta_weights = _map_rule(np.array([low]), np.array([high]))
