@@ -240,10 +240,34 @@ def test_noise_rate_exact_matches_monte_carlo(omega, plus_projections):
     assert abs(values.mean() - exact) < 4.5 * standard_error
 
 
+@pytest.mark.parametrize("omega", [0.5, 1.0, 2.0, 5.0, 30.0])
+def test_noise_rate_methods_agree(omega):
+    thresholds = noise.uncertain_noise_rate(omega, D, KAPPA, PHI)
+    projection = noise.uncertain_noise_rate(omega, D, KAPPA, PHI, method="projection")
+    assert math.isclose(thresholds, projection, rel_tol=1e-10)
+
+
+@pytest.mark.parametrize("omega", [0.02, 0.5, 3.0])
+def test_noise_rate_high_dimension_matches_monte_carlo(omega):
+    d, kappa, phi = 256, 256.0, 0.4
+    mu = np.zeros(d)
+    mu[0], mu[1] = math.cos(phi / 2), math.sin(phi / 2)
+    projections = stats.vonmises_fisher(mu, kappa).rvs(100_000, random_state=28)[:, 1]
+    values = expit(-2 * kappa * math.sin(phi / 2) / omega * projections)
+    exact = noise.uncertain_noise_rate(omega, d, kappa, phi)
+    standard_error = values.std() / math.sqrt(values.size)
+    assert abs(values.mean() - exact) < 4.5 * standard_error
+
+
+def test_noise_rate_rejects_unknown_method():
+    with pytest.raises(ValueError, match="method"):
+        noise.uncertain_noise_rate(1.0, D, KAPPA, PHI, method="monte-carlo")
+
+
 def test_noise_rate_limits():
     bayes = float(risk.negative_side_probability(math.sin(PHI / 2), D, KAPPA))
-    small = noise.uncertain_noise_rate(0.02, D, KAPPA, PHI)
-    assert 0 < small - bayes < 1e-5
+    small = noise.uncertain_noise_rate(1e-3, D, KAPPA, PHI)
+    assert 0 < small - bayes < 1e-7
     assert abs(noise.uncertain_noise_rate(1e6, D, KAPPA, PHI) - 0.5) < 1e-5
     assert noise.uncertain_noise_rate(math.inf, D, KAPPA, PHI) == 0.5
 
@@ -252,8 +276,8 @@ def test_noise_rate_excess_over_bayes_quadratic():
     # sigma(-a z) - 1{z < 0} is odd in z, so its mean is O(1 / a^2) and
     # epsilon(omega) - R* shrinks like omega^2.
     bayes = float(risk.negative_side_probability(math.sin(PHI / 2), D, KAPPA))
-    excess = noise.uncertain_noise_rate([0.04, 0.08], D, KAPPA, PHI) - bayes
-    assert abs(excess[1] / excess[0] - 4.0) < 0.02
+    excess = noise.uncertain_noise_rate([0.005, 0.01], D, KAPPA, PHI) - bayes
+    assert abs(excess[1] / excess[0] - 4.0) < 0.01
 
 
 def test_noise_rate_increases_with_omega():
