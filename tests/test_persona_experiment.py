@@ -255,3 +255,19 @@ def test_trl_smoke_run_measures_margins(persona_dir):
     if result.near_zero == 0.0:
         assert result.accuracy == pytest.approx(result.trl_eval_accuracy)
     assert result.accuracy + result.ties <= 1.0
+
+
+@pytest.mark.llm
+def test_cli_fixed_writes_results(tmp_path, persona_dir, capsys):
+    from noisypo.__main__ import main
+
+    out = tmp_path / "cli"
+    status = main(["persona", "fixed", "--profile", "ci", "--behaviour", "Behavior 2", "--out", str(out)])
+    assert status == 0
+    assert (out / "trials.parquet").is_file()
+    assert (out / "summary.csv").is_file()
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["finished"] is not None
+    assert meta["config"]["behaviours"] == ["Behavior 2"]
+    assert "torch" in meta["versions"]
+    assert "willingness-to-make-acausal-trades" in capsys.readouterr().out
