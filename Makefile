@@ -33,6 +33,9 @@ endif
 JB_FLAGS ?= -W -n --keep-going
 # The book to build (the tests point this at small temporary books).
 BOOK_DIR ?= .
+# Progress bars are for interactive runs (Colab, a terminal); in the built
+# pages they would be ipywidgets that load their JavaScript from a CDN.
+BOOK_ENV := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
 
 .PHONY: venv book test notebooks check-notebooks chapter student clean
 
@@ -65,12 +68,12 @@ book: $(STAMP) notebooks
 		rm -rf $(BOOK_DIR)/_build/.jupyter_cache $(BOOK_DIR)/_build/.doctrees $(BOOK_DIR)/_build/html; \
 	fi; \
 	mkdir -p $(BOOK_DIR)/_build && echo "$$profile" > $(BOOK_DIR)/_build/.profile
-	$(JB) build $(BOOK_DIR) $(JB_FLAGS)
+	$(BOOK_ENV) $(JB) build $(BOOK_DIR) $(JB_FLAGS)
 
 # Build without exercise solutions, for handing out to students.
 student: $(STAMP) notebooks
 	$(PY) tools/config_variant.py --hide-solutions _config_student.yml
-	$(JB) build . $(JB_FLAGS) --config _config_student.yml --path-output _build/student
+	$(BOOK_ENV) $(JB) build . $(JB_FLAGS) --config _config_student.yml --path-output _build/student
 
 chapter: $(STAMP)
 	$(PY) tools/build_chapter.py $(CH) --profile $${NOISYPO_PROFILE:-ci}

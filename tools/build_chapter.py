@@ -65,7 +65,9 @@ def main() -> int:
     }
     (out / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
 
-    env = dict(os.environ, NOISYPO_PROFILE=args.profile)
+    # As in `make book`: no progress-bar widgets in the built page.
+    env = dict(os.environ, NOISYPO_PROFILE=args.profile, TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+               HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     command = [
         sys.executable, "-m", "jupyter_book", "build", str(out), "-W", "-n", "--keep-going",
     ]
