@@ -349,6 +349,8 @@ def run_dpo(
     """
     import tempfile
 
+    from transformers.trainer_callback import PrinterCallback
+
     from noisypo.models import load_causal_lm
     from noisypo.prefdata import to_dataset
 
@@ -376,6 +378,8 @@ def run_dpo(
             eval_dataset=to_dataset(test_pairs),
             processing_class=tokenizer,
         )
+        # With tqdm off, transformers prints every log dict; the results are returned instead.
+        trainer.remove_callback(PrinterCallback)
         initial_eval = trainer.evaluate() if check_initial else {"eval_rewards/accuracies": math.nan}
         output = trainer.train()
         final_eval = trainer.evaluate()

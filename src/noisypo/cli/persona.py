@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     profile = args.profile or profiles.current_profile().name
     sizes = dict(profiles.sizes("persona", profile))
-    print(f"profile {profile}; {profiles.describe()}")
+    print(f"sizes from [persona.{profile}] in profiles.toml")
+    print(profiles.describe())
 
     if args.mode == "separation":
         for behaviour in args.behaviour or sizes["behaviours"]:
