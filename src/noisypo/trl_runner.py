@@ -181,8 +181,16 @@ def dpo_config(settings: TRLSettings, output_dir: str | Path, eval_batch_size: i
     Nothing is saved to ``output_dir`` (no checkpoints, no reports), and the
     reference log-probabilities are computed once with the initial model.
     """
+    import dataclasses
+
     from trl import DPOConfig
 
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing
+    # and warns on the old name; older releases only know the old one.
+    names = {field.name for field in dataclasses.fields(DPOConfig)}
+    checkpointing = (
+        "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    )
     return DPOConfig(
         output_dir=str(output_dir),
         loss_type=[settings.loss_type],
@@ -203,7 +211,7 @@ def dpo_config(settings: TRLSettings, output_dir: str | Path, eval_batch_size: i
         data_seed=int(settings.seed),
         use_cpu=settings.use_cpu,
         bf16=settings.bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        **{checkpointing: settings.gradient_checkpointing},
         save_strategy="no",
         eval_strategy="no",
         report_to="none",
