@@ -40,7 +40,7 @@ def toc_files() -> list[str]:
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory) -> Path:
-    """Build the whole book once per session with the ci profile; return its html folder.
+    """Build the whole book once per session with the ci profile and return its html folder.
 
     The copy uses MathJax served from the site (tools/config_variant.py
     --offline-mathjax) so that the browser test can render math with no

@@ -68,13 +68,9 @@ def main() -> int:
     # As in `make book`: no progress-bar widgets in the built page.
     env = dict(os.environ, NOISYPO_PROFILE=args.profile, TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                HF_DATASETS_DISABLE_PROGRESS_BARS="1")
-    command = [
-        sys.executable, "-m", "jupyter_book", "build", str(out), "-W", "-n", "--keep-going",
-    ]
-    # jupyter-book has no `python -m` entry point in every version; use the script.
+    # The jupyter-book script installed beside this Python, as `make book` uses.
     script = Path(sys.executable).with_name("jupyter-book")
-    if script.exists():
-        command = [str(script), "build", str(out), "-W", "-n", "--keep-going"]
+    command = [str(script), "build", str(out), "-W", "-n", "--keep-going"]
     status = subprocess.call(command, env=env)
     print(f"\nHTML: {out / '_build' / 'html' / 'book' / (chapter.stem + '.html')}")
     print(f"reports (tracebacks of failed cells): {out / '_build' / 'html' / 'reports'}")
