@@ -254,7 +254,10 @@ def test_trl_appends_eos_before_strip(pairs):
     from types import SimpleNamespace
 
     tokenizer = _load_tokenizer("SmolLM2-135M-Instruct")
-    args = DPOConfig(output_dir="unused", max_length=256, bf16=False, use_cpu=True)
+    args = DPOConfig(
+        output_dir="unused", max_length=256, bf16=False, use_cpu=True,
+        **{trl_runner.checkpointing_keyword(): False},
+    )
     raw = DPOTrainer._prepare_dataset(
         SimpleNamespace(_tokenizer=tokenizer), prefdata.to_dataset(pairs.iloc[:4]), tokenizer, args, "train"
     )

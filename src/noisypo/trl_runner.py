@@ -110,7 +110,10 @@ def tokenize_like_trl(dataset, tokenizer, args=None):
     from trl import DPOConfig, DPOTrainer
 
     if args is None:
-        args = DPOConfig(output_dir="unused", max_length=PAPER_MAX_LENGTH, bf16=False, use_cpu=True)
+        args = DPOConfig(
+            output_dir="unused", max_length=PAPER_MAX_LENGTH, bf16=False, use_cpu=True,
+            **{checkpointing_keyword(): False},
+        )
     # _prepare_dataset reads only `self._tokenizer` from the trainer.
     stand_in = SimpleNamespace(_tokenizer=tokenizer)
     prepared = DPOTrainer._prepare_dataset(stand_in, dataset, tokenizer, args, "train")
@@ -175,22 +178,30 @@ class TRLSettings:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
+def checkpointing_keyword() -> str:
+    """Return the ``DPOConfig`` field that switches activation checkpointing.
+
+    transformers 5 renamed ``gradient_checkpointing`` to
+    ``activation_checkpointing`` and warns on the old name; older releases
+    only know the old one.
+    """
+    import dataclasses
+
+    from trl import DPOConfig
+
+    names = {field.name for field in dataclasses.fields(DPOConfig)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def dpo_config(settings: TRLSettings, output_dir: str | Path, eval_batch_size: int, deepspeed=None):
     """Build TRL's ``DPOConfig`` from :class:`TRLSettings`.
 
     Nothing is saved to ``output_dir`` (no checkpoints, no reports), and the
     reference log-probabilities are computed once with the initial model.
     """
-    import dataclasses
-
     from trl import DPOConfig
 
-    # transformers 5 renamed gradient_checkpointing to activation_checkpointing
-    # and warns on the old name; older releases only know the old one.
-    names = {field.name for field in dataclasses.fields(DPOConfig)}
-    checkpointing = (
-        "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    )
+    checkpointing = checkpointing_keyword()
     return DPOConfig(
         output_dir=str(output_dir),
         loss_type=[settings.loss_type],
