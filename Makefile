@@ -76,6 +76,7 @@ student: $(STAMP) notebooks
 	$(BOOK_ENV) $(JB) build . $(JB_FLAGS) --config _config_student.yml --path-output _build/student
 
 chapter: $(STAMP)
+	@test -n "$(CH)" || { echo "usage: make chapter CH=book/<chapter>.md" >&2; exit 2; }
 	$(PY) tools/build_chapter.py $(CH) --profile $${NOISYPO_PROFILE:-ci}
 
 test: $(STAMP)

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+MARKER = ".chapter-build"
 
 
 def main() -> int:
@@ -35,10 +36,16 @@ def main() -> int:
     chapter = args.chapter.resolve()
     if not chapter.is_file():
         parser.error(f"chapter not found: {args.chapter}")
+    if chapter.parent != ROOT / "book" or "format_name: myst" not in chapter.read_text()[:2000]:
+        parser.error(f"not a chapter: {args.chapter} (expected a MyST notebook in book/)")
     out = args.out or Path(tempfile.mkdtemp(prefix=f"chapter-{chapter.stem}-"))
-    if out.exists():
+    if out.exists() and any(out.iterdir()):
+        # Only a folder written by an earlier run of this tool is replaced.
+        if not (out / MARKER).is_file():
+            parser.error(f"--out {out} exists and was not made by this tool; choose another folder")
         shutil.rmtree(out)
     (out / "book").mkdir(parents=True)
+    (out / MARKER).write_text("written by tools/build_chapter.py; replaced on the next run\n")
 
     shutil.copy(chapter, out / "book" / chapter.name)
     for name in ("references.bib",):

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from noisypo import cli
+from noisypo.persona import PersonaDataError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen command; return its exit status."""
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    """Parse ``argv`` and run the chosen command; return its exit status.
+
+    Invalid input that a command rejects (ValueError, KeyError, a missing
+    file or persona data) ends with a one-line ``error:`` message and exit
+    status 2 instead of a traceback.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError, PersonaDataError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
