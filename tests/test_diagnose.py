@@ -318,3 +318,16 @@ def test_load_persona_behaviour_from_cache(persona_dir):
     assert data.x.shape[0] == 64
     assert set(np.unique(data.labels).tolist()) == {-1, 1}
     assert data.source.startswith("persona:desire-to-remove-safety-precautions")
+
+
+def test_cli_rejects_non_numpy_file(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not an archive")
+    assert main(["diagnose", str(bad)]) == 2
+    assert "not a valid .npz file" in capsys.readouterr().err
+
+
+def test_cli_checks_train_fraction_before_loading(tmp_path, capsys):
+    # The source does not exist: the option must be rejected before any loading.
+    assert main(["diagnose", str(tmp_path / "missing.npz"), "--train-fraction", "1.5"]) == 2
+    assert "--train-fraction" in capsys.readouterr().err

@@ -300,6 +300,8 @@ def load_embeddings(
     if suffix in {".npz", ".npy", ".parquet", ".pq"}:
         if not path.is_file():
             raise DiagnosticInputError(f"embedding file not found: {path}")
+        if suffix in {".npz", ".npy"} and not _is_numpy_file(path):
+            raise DiagnosticInputError(f"{path} is not a valid {suffix} file (NumPy's np.save/np.savez)")
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 keys = list(archive.files)
@@ -375,6 +377,13 @@ class Geometry:
     def gamma(self) -> float:
         """Normalised pooled concentration kappa / d."""
         return self.kappa / self.d
+
+
+def _is_numpy_file(path: Path) -> bool:
+    """Return True when the file starts like a .npy array or a .npz (zip) archive."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    return head.startswith(b"\x93NUMPY") or head.startswith(b"PK")
 
 
 def _corrected_resultant(mean: np.ndarray, n: int) -> float:
