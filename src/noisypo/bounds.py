@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from noisypo import bounds_b2
+
 __all__ = [
     "GuaranteeBound",
     "tail_exponent",
@@ -341,7 +343,6 @@ def generalization_bound(
         With probability at least ``1 - delta`` over the data set and the
         flips, the population risk of ``Delta(t)`` is at most ``.risk``.
     """
-    from noisypo import bounds_b2
 
     d, kappa, phi = _check_setting(d, kappa, phi)
     delta = float(_check_probability("delta", delta))
@@ -362,7 +363,6 @@ def _resultant(d: int, kappa: float, exact: bool) -> float:
         from noisypo import vmf
 
         return float(np.asarray(vmf.mean_resultant_length(d, kappa)))
-    from noisypo import bounds_b2
 
     return float(np.asarray(bounds_b2.mean_resultant_lower_bound(d, kappa)))
 
@@ -385,22 +385,6 @@ def _check_reachable(target, psi, t, loss, beta, tau, signal_limit) -> None:
             f"but training for t={float(t):g} may move the boundary by {motion_limit:.4g} rad; "
             "lower t or beta, or raise the target"
         )
-
-
-def _smallest_n(reaches) -> int:
-    high = 1
-    while not reaches(high):
-        high *= 2
-        if high > 2**50:
-            raise RuntimeError("sample-size search passed 2**50 samples per class without reaching the target")
-    low = high // 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if reaches(middle):
-            high = middle
-        else:
-            low = middle
-    return high
 
 
 def sample_size_threshold(
@@ -426,7 +410,7 @@ def sample_size_threshold(
         bound = generalization_bound(n, epsilon, d, kappa, phi, delta, t=t, loss=loss, beta=beta, tau=tau, exact=exact)
         return bool(bound.risk <= target)
 
-    return _smallest_n(reaches)
+    return bounds_b2.smallest_sample_size(reaches)
 
 
 def sample_size_closed_form(epsilon, d, kappa, phi, delta, angle) -> np.ndarray:
@@ -449,7 +433,6 @@ def sample_size_closed_form(epsilon, d, kappa, phi, delta, angle) -> np.ndarray:
     the factor ``(1 - A^2 c^2) / (1 - A^2)``. Returned as a real number (round
     up for a sample size).
     """
-    from noisypo import bounds_b2
 
     d, kappa, phi = _check_setting(d, kappa, phi)
     delta = float(_check_probability("delta", delta))
@@ -598,4 +581,4 @@ def uncertain_sample_size_threshold(
         )
         return bool(bound.risk <= target)
 
-    return _smallest_n(reaches)
+    return bounds_b2.smallest_sample_size(reaches)

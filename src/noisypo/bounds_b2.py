@@ -176,11 +176,24 @@ def sample_size_for_cosine(target, epsilon, d, kappa, phi, delta, *, exact_momen
         value = cosine_lower_bound(n, epsilon, d, kappa, phi, delta, exact_moments=exact_moments)
         return bool(value >= target)
 
+    return smallest_sample_size(reaches)
+
+
+def smallest_sample_size(reaches) -> int:
+    """Return the smallest ``n >= 1`` with ``reaches(n)`` true, for a monotone ``reaches``.
+
+    Doubles ``n`` until the condition holds, then bisects.
+
+    Raises
+    ------
+    RuntimeError
+        If the condition still fails at 2**50 samples per class.
+    """
     high = 1
     while not reaches(high):
         high *= 2
-        if high > 2**62:
-            raise RuntimeError("sample-size search did not terminate")
+        if high > 2**50:
+            raise RuntimeError("sample-size search passed 2**50 samples per class without reaching the target")
     low = high // 2
     while high - low > 1:
         middle = (low + high) // 2
