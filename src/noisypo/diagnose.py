@@ -310,7 +310,7 @@ def load_embeddings(
         elif suffix == ".npy":
             if labels is None:
                 raise DiagnosticInputError(
-                    f"{path} holds only the embeddings; pass the labels file too "
+                    f"{path} contains only the embeddings; pass the labels file too "
                     "(--labels FILE), or store both in one .npz"
                 )
             x = np.load(path, allow_pickle=False)

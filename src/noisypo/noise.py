@@ -83,17 +83,23 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 
+def _as_1d(values, name: str, expected: str) -> tuple[np.ndarray, bool]:
+    """Return values as a non-empty 1-D float64 array and whether the input was a scalar."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim > 1:
+        raise ValueError(f"{name} must be a scalar or a 1-D sequence, got shape {array.shape}")
+    scalar = array.ndim == 0
+    array = np.atleast_1d(array)
+    if array.size == 0:
+        raise ValueError(f"{name} is empty: pass at least one {expected}")
+    return array, scalar
+
+
 def _check_rates(epsilon, name: str = "epsilon") -> tuple[np.ndarray, bool]:
     """Return the rates as a 1-D float64 array and whether the input was a scalar."""
-    if isinstance(epsilon, torch.Tensor):
-        epsilon = epsilon.detach().cpu().numpy()
-    rates = np.asarray(epsilon, dtype=np.float64)
-    if rates.ndim > 1:
-        raise ValueError(f"{name} must be a scalar or a 1-D sequence, got shape {rates.shape}")
-    scalar = rates.ndim == 0
-    rates = np.atleast_1d(rates)
-    if rates.size == 0:
-        raise ValueError(f"{name} is empty: pass at least one rate in [0, 1]")
+    rates, scalar = _as_1d(epsilon, name, "rate in [0, 1]")
     bad = ~((rates >= 0.0) & (rates <= 1.0))  # also catches NaN
     if bad.any():
         raise ValueError(
@@ -103,15 +109,7 @@ def _check_rates(epsilon, name: str = "epsilon") -> tuple[np.ndarray, bool]:
 
 
 def _check_omegas(omega) -> tuple[np.ndarray, bool]:
-    if isinstance(omega, torch.Tensor):
-        omega = omega.detach().cpu().numpy()
-    values = np.asarray(omega, dtype=np.float64)
-    if values.ndim > 1:
-        raise ValueError(f"omega must be a scalar or a 1-D sequence, got shape {values.shape}")
-    scalar = values.ndim == 0
-    values = np.atleast_1d(values)
-    if values.size == 0:
-        raise ValueError("omega is empty: pass at least one positive temperature")
+    values, scalar = _as_1d(omega, "omega", "positive temperature")
     bad = ~(values > 0.0)  # also catches NaN
     if bad.any():
         raise ValueError(

@@ -57,16 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from noisypo import diagnose as diagnostic
 
-    if not (0 < args.epsilon_step <= 0.5):
-        print(f"error: invalid --epsilon-step={args.epsilon_step}: expected a value in (0, 0.5]", file=sys.stderr)
-        return 2
     # Checked before loading, which for a persona behaviour embeds with the model.
-    if not (0 < args.train_fraction <= 1):
-        print(f"error: invalid --train-fraction={args.train_fraction}: expected a value in (0, 1]", file=sys.stderr)
-        return 2
-    if not (0 < args.threshold < 1):
-        print(f"error: invalid --threshold={args.threshold}: expected a value in (0, 1)", file=sys.stderr)
-        return 2
+    ranges = (
+        ("--epsilon-step", args.epsilon_step, 0 < args.epsilon_step <= 0.5, "(0, 0.5]"),
+        ("--train-fraction", args.train_fraction, 0 < args.train_fraction <= 1, "(0, 1]"),
+        ("--threshold", args.threshold, 0 < args.threshold < 1, "(0, 1)"),
+    )
+    for option, value, valid, interval in ranges:
+        if not valid:
+            print(f"error: invalid {option}={value}: expected a value in {interval}", file=sys.stderr)
+            return 2
     epsilons = np.unique(np.append(np.arange(0.0, 0.5, args.epsilon_step), 0.5))
     try:
         data = diagnostic.load_embeddings(
